@@ -1,0 +1,1 @@
+"""ringleader coordinator package."""

@@ -1,0 +1,1 @@
+"""ringleader registry package."""

@@ -1,0 +1,8 @@
+"""ringleader: a distributed task dispatcher on Kafka-style group coordination.
+
+This package is a thin facade; the parts live in `coordinator`, `worker` and `registry`.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,1 @@
+"""ringleader worker package."""
