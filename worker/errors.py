@@ -1,0 +1,72 @@
+"""Errors raised by the worker package.
+
+Everything derives from `coordinator.errors.RingleaderError` so callers can catch one base,
+and carries `retriable` like kafka-python's errors.
+"""
+
+from __future__ import annotations
+
+from coordinator.errors import ConfigError, RingleaderError
+
+__all__ = [
+    "ConfigError",
+    "EnvelopeError",
+    "PayloadTooLarge",
+    "ResultTimeout",
+    "TaskError",
+    "TaskTimeout",
+    "WorkerError",
+]
+
+
+class WorkerError(RingleaderError):
+    """Base of the worker package's errors."""
+
+
+class EnvelopeError(WorkerError):
+    """Bytes that are not a valid task envelope (or dead-letter/event record)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PayloadTooLarge(EnvelopeError):
+    """An encoded envelope exceeds the configured payload limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"payload too large: {size} bytes exceeds the limit of {limit} bytes")
+
+
+class TaskTimeout(WorkerError):
+    """A task ran longer than its `timeout`; retried like any other failure."""
+
+    retriable = True
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"task {name!r} exceeded its timeout of {timeout:g}s")
+
+
+class TaskError(WorkerError):
+    """Re-raised by a client for a task that ended in failure (type and message of the cause)."""
+
+    def __init__(self, task_id: str, error_type: str, message: str) -> None:
+        self.task_id = task_id
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"task {task_id} failed: {error_type}: {message}")
+
+
+class ResultTimeout(WorkerError, TimeoutError):
+    """No result arrived for a task within the caller's timeout."""
+
+    retriable = True
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        super().__init__(f"no result for task {task_id} within {timeout:g}s")
