@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ringleader import demo
 from ringleader.local import cli as local_cli
 
 
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     local_cli.add_parser(sub)
+    demo.add_parser(sub)
     return parser
 
 

