@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator.assignment import Assignment, AssignmentDecodeError, AssignmentPointer
+from coordinator.errors import InconsistentAssignmentError
 from coordinator.twophase import (
     Applied,
     Expired,
@@ -267,3 +269,53 @@ def test_interleavings_apply_exactly_the_committed(
     applied = {o.txid: o.parts for o in out if isinstance(o, Applied)}
     assert applied == expected
     assert not any(isinstance(o, Inconsistent | Skipped) for o in out)
+
+
+# ------------------------------------------------------------ assignment records (pure)
+
+
+def test_pointer_roundtrip_never_empty() -> None:
+    p = AssignmentPointer(generation=0, commit_offset=0, leader_id="")
+    blob = p.encode()
+    assert blob
+    assert AssignmentPointer.decode(blob) == p
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb({"v": 1, "g": 1, "o": 2}),
+        msgpack.packb({"g": 1, "o": 2, "l": ""}),
+    ],
+)
+def test_pointer_decode_rejects_garbage(blob: bytes) -> None:
+    with pytest.raises(AssignmentDecodeError):
+        AssignmentPointer.decode(blob)
+
+
+def test_assignment_parts_roundtrip() -> None:
+    a = Assignment(3, "m1", {"m1": [2, 0], "m2": [], "m3": [1]})
+    parts = a.encode_parts()
+    assert set(parts) == {"m1", "m2", "m3"}
+    assert Assignment.from_parts(parts) == Assignment(3, "m1", {"m1": [0, 2], "m2": [], "m3": [1]})
+    assert a.partitions_of("nobody") == []
+
+
+def test_assignment_refuses_two_owners() -> None:
+    with pytest.raises(InconsistentAssignmentError, match="partition 1 owned by both"):
+        Assignment(1, "a", {"a": [1], "b": [1]})
+
+
+def test_assignment_parts_must_agree() -> None:
+    a = Assignment(3, "m1", {"m1": [0]}).encode_parts()
+    b = Assignment(4, "m1", {"m2": [1]}).encode_parts()
+    with pytest.raises(InconsistentAssignmentError, match="disagree"):
+        Assignment.from_parts(a | b)
+    with pytest.raises(InconsistentAssignmentError, match="is for member"):
+        Assignment.from_parts({"m9": a["m1"]})
+    with pytest.raises(InconsistentAssignmentError, match="no parts"):
+        Assignment.from_parts({})
+    with pytest.raises(AssignmentDecodeError):
+        Assignment.from_parts({"m1": b"junk"})

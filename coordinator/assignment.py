@@ -1,0 +1,258 @@
+"""Committed assignments: records on ``<ns>.assignments`` and the pointer sent in SyncGroup.
+
+The leader publishes generation ``g`` as one part per member (``assign/<g>/<member>``) and a
+commit (``commit/<g>``), then sends every member an ``AssignmentPointer`` (generation, commit
+offset, leader) in its SyncGroup blob. A member reads the log up to that offset and applies
+the generation only if the commit there is complete and consistent (invariant 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped, unused-ignore]
+
+from coordinator.errors import InconsistentAssignmentError, RingleaderError
+from coordinator.twophase import Applied
+from coordinator.txlog import TxLogReader, TxLogWriter
+
+KIND = "assign"
+PART_VERSION = 1
+POINTER_VERSION = 1
+
+
+class AssignmentDecodeError(RingleaderError, ValueError):
+    """An assignment part or pointer blob is not a valid encoding."""
+
+
+def _unpack_map(data: bytes, what: str) -> dict[str, Any]:
+    if not isinstance(data, bytes | bytearray | memoryview) or not data:
+        raise AssignmentDecodeError(f"{what} must be non-empty bytes")
+    try:
+        body = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True)
+    except (ValueError, TypeError) as e:
+        raise AssignmentDecodeError(f"{what} is not msgpack: {e}") from e
+    if not isinstance(body, dict):
+        raise AssignmentDecodeError(f"{what} is not a map")
+    v = body.get("v")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise AssignmentDecodeError(f"{what} has no valid schema version: {v!r}")
+    return body
+
+
+def _field(body: Mapping[str, Any], key: str, typ: type, what: str) -> Any:
+    val = body.get(key)
+    if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
+        raise AssignmentDecodeError(f"{what} field {key!r} must be {typ.__name__}, got {val!r}")
+    return val
+
+
+@dataclass(frozen=True)
+class AssignmentPointer:
+    """What SyncGroup carries: where the committed generation is in the assignment log."""
+
+    generation: int
+    commit_offset: int
+    leader_id: str
+
+    def encode(self) -> bytes:
+        """Never empty (Tansu fails SyncGroup forever on an empty assignment blob)."""
+        body: dict[str, int | str] = {"v": POINTER_VERSION, "g": self.generation}
+        body |= {"o": self.commit_offset, "l": self.leader_id}
+        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+    @classmethod
+    def decode(cls, data: bytes) -> AssignmentPointer:
+        body = _unpack_map(data, "assignment pointer")
+        return cls(
+            generation=_field(body, "g", int, "assignment pointer"),
+            commit_offset=_field(body, "o", int, "assignment pointer"),
+            leader_id=_field(body, "l", str, "assignment pointer"),
+        )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Generation ``generation``'s owners, as decided by ``leader``.
+
+    Every partition has at most one owner; construction refuses anything else.
+    """
+
+    generation: int
+    leader: str
+    owners: dict[str, list[int]]
+
+    def __post_init__(self) -> None:
+        if self.generation < 0:
+            raise ValueError(f"generation must be >= 0, got {self.generation}")
+        seen: dict[int, str] = {}
+        for member, parts in self.owners.items():
+            if not member:
+                raise ValueError("member ids must be non-empty")
+            for p in parts:
+                if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+                    raise ValueError(f"partition of {member!r} is not a partition: {p!r}")
+                if p in seen:
+                    raise InconsistentAssignmentError(
+                        f"generation {self.generation}: partition {p} owned by both "
+                        f"{seen[p]!r} and {member!r}"
+                    )
+                seen[p] = member
+
+    def partitions_of(self, member_id: str) -> list[int]:
+        return list(self.owners.get(member_id, []))
+
+    def encode_part(self, member_id: str) -> bytes:
+        body = {
+            "v": PART_VERSION,
+            "g": self.generation,
+            "l": self.leader,
+            "m": member_id,
+            "p": sorted(self.owners[member_id]),
+        }
+        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def encode_parts(self) -> dict[str, bytes]:
+        """One part per member, keyed by member id."""
+        return {m: self.encode_part(m) for m in self.owners}
+
+    @classmethod
+    def decode_part(cls, data: bytes) -> tuple[int, str, str, list[int]]:
+        """(generation, leader, member, partitions) of one part."""
+        what = "assignment part"
+        body = _unpack_map(data, what)
+        parts = _field(body, "p", list, what)
+        if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
+            raise AssignmentDecodeError(f"{what} has bad partitions: {parts!r}")
+        return (
+            _field(body, "g", int, what),
+            _field(body, "l", str, what),
+            _field(body, "m", str, what),
+            parts,
+        )
+
+    @classmethod
+    def from_parts(cls, parts: Mapping[str, bytes]) -> Assignment:
+        """Rebuild from committed parts; every part must agree on generation and leader."""
+        gen: int | None = None
+        leader: str | None = None
+        owners: dict[str, list[int]] = {}
+        for name in sorted(parts):
+            g, lead, member, ps = cls.decode_part(parts[name])
+            if member != name:
+                raise InconsistentAssignmentError(f"part {name!r} is for member {member!r}")
+            if gen is None:
+                gen, leader = g, lead
+            elif (g, lead) != (gen, leader):
+                raise InconsistentAssignmentError(
+                    f"parts disagree: generation/leader {(g, lead)} vs {(gen, leader)}"
+                )
+            owners[member] = ps
+        if gen is None or leader is None:
+            raise InconsistentAssignmentError("an assignment has no parts")
+        return cls(gen, leader, owners)
+
+
+class AssignmentLog:
+    """Publishes and reads committed assignments on a one-partition topic.
+
+    The reader is created on first ``read`` and kept open, so successive reads continue
+    where the last stopped. The topic must exist (see ``coordinator.topics.ensure_topic``).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        start_offset: int = 0,
+        producer_config: Mapping[str, str] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.start_offset = start_offset
+        self._producer_config = producer_config
+        self._writer: TxLogWriter | None = None
+        self._reader: TxLogReader | None = None
+        self.last_reason: str | None = None  # why the last read returned None
+
+    @property
+    def writer(self) -> TxLogWriter:
+        if self._writer is None:
+            self._writer = TxLogWriter(self.bootstrap, self.topic, KIND, self._producer_config)
+        return self._writer
+
+    @property
+    def reader(self) -> TxLogReader:
+        if self._reader is None:
+            self._reader = TxLogReader(
+                self.bootstrap, self.topic, KIND, start_offset=self.start_offset
+            )
+        return self._reader
+
+    def publish(
+        self,
+        generation: int,
+        leader_id: str,
+        owners: Mapping[str, Sequence[int]],
+        timeout: float,
+    ) -> AssignmentPointer:
+        """Write every member's part and then the commit; return the SyncGroup pointer."""
+        a = Assignment(generation, leader_id, {m: sorted(ps) for m, ps in owners.items()})
+        offset = self.writer.write(str(generation), a.encode_parts(), timeout)
+        return AssignmentPointer(generation, offset, leader_id)
+
+    def publish_parts_only(
+        self,
+        generation: int,
+        leader_id: str,
+        owners: Mapping[str, Sequence[int]],
+        timeout: float,
+    ) -> int:
+        """Write the parts but no commit (a leader dying mid-publish); offset of last part."""
+        a = Assignment(generation, leader_id, {m: sorted(ps) for m, ps in owners.items()})
+        return self.writer.write_parts_only(str(generation), a.encode_parts(), timeout)
+
+    def read(self, pointer: AssignmentPointer, timeout: float) -> Assignment | None:
+        """The generation the pointer names, or None if it is not committed consistently.
+
+        Raises ``TxLogError`` (retriable) if the log cannot be read up to the pointer in time.
+        """
+        self.last_reason = None
+        if pointer.commit_offset < self.start_offset:
+            self.last_reason = f"offset {pointer.commit_offset} is before this log's start"
+            return None
+        self.reader.read_until(pointer.commit_offset, timeout)
+        outcome = self.reader.outcome_at(pointer.commit_offset)
+        if outcome is None:
+            self.last_reason = f"no commit record at offset {pointer.commit_offset}"
+            return None
+        if not isinstance(outcome, Applied):
+            self.last_reason = f"generation {outcome.txid} inconsistent: {outcome.reason}"
+            return None
+        if outcome.txid != str(pointer.generation):
+            self.last_reason = (
+                f"commit at offset {pointer.commit_offset} is for generation {outcome.txid}, "
+                f"not {pointer.generation}"
+            )
+            return None
+        try:
+            a = Assignment.from_parts(outcome.parts)
+        except (ValueError, InconsistentAssignmentError) as e:
+            self.last_reason = f"generation {pointer.generation} invalid: {e}"
+            return None
+        if a.generation != pointer.generation or a.leader != pointer.leader_id:
+            self.last_reason = (
+                f"committed generation {a.generation} by {a.leader!r} does not match pointer "
+                f"({pointer.generation}, {pointer.leader_id!r})"
+            )
+            return None
+        return a
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader is not None:
+            self._reader.close()
