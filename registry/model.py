@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]  # ships no type information
+import msgpack  # type: ignore[import-untyped,unused-ignore]  # ships no type information
 
 from registry.errors import DecodeError, InvalidInstance
 

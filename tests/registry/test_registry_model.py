@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
