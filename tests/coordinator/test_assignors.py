@@ -22,8 +22,8 @@ from coordinator.errors import ConfigError
 from coordinator.metadata import Labels, MemberMetadata, MetadataDecodeError
 
 
-def group(n: int, **kw: object) -> dict[str, MemberMetadata]:
-    return {f"m-{i:03d}": MemberMetadata(worker_id=f"w{i:03d}", **kw) for i in range(n)}  # type: ignore[arg-type]
+def group(n: int) -> dict[str, MemberMetadata]:
+    return {f"m-{i:03d}": MemberMetadata(worker_id=f"w{i:03d}") for i in range(n)}
 
 
 def owners_of(result: dict[str, list[int]]) -> dict[int, str]:
@@ -241,7 +241,7 @@ def test_sticky_ignores_held_partitions_that_no_longer_exist() -> None:
 
 def test_sticky_reserved_partitions_wait_for_departed_worker() -> None:
     members = group(3)
-    gen1 = RoundRobinAssignor().assign(members, range(9))  # type: ignore[arg-type]
+    gen1 = RoundRobinAssignor().assign(members, range(9))
     held = with_held(members, gen1, 1)
     lost = gen1["m-002"]
     del held["m-002"]
@@ -286,7 +286,7 @@ def test_capacity_filters_by_labels_and_reports_unplaceable() -> None:
 
 def test_capacity_is_a_weight_by_default() -> None:
     members = {"big": MemberMetadata("wbig", capacity=3), "small": MemberMetadata("ws")}
-    got = CapacityAssignor().assign(members, range(8))  # type: ignore[arg-type]
+    got = CapacityAssignor().assign(members, range(8))
     assert (len(got["big"]), len(got["small"])) == (6, 2)
 
 
@@ -298,7 +298,7 @@ def test_capacity_zero_member_gets_nothing() -> None:
 def test_capacity_as_hard_limit() -> None:
     members = {"a": MemberMetadata("wa", capacity=2), "b": MemberMetadata("wb", capacity=1)}
     a = CapacityAssignor(capacity_is_limit=True)
-    got = a.assign(members, range(5))  # type: ignore[arg-type]
+    got = a.assign(members, range(5))
     assert sum(len(v) for v in got.values()) == 3
     assert len(got["a"]) == 2 and len(got["b"]) == 1
     assert len(a.unassigned) == 2

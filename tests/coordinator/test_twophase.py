@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -26,7 +28,7 @@ from coordinator.twophase import (
 
 
 def feed_all(
-    asm: TxAssembler, records: list[tuple[str | bytes | None, bytes | None]]
+    asm: TxAssembler, records: Sequence[tuple[str | bytes | None, bytes | None]]
 ) -> list[Outcome]:
     out: list[Outcome] = []
     for off, (k, v) in enumerate(records, start=asm.position):
@@ -59,7 +61,7 @@ def test_digest_is_order_independent_and_framed() -> None:
 def test_full_transaction_is_applied_on_commit() -> None:
     asm = TxAssembler("assign")
     records = encode_tx("assign", "5", PARTS)
-    out = feed_all(asm, records[:-1])  # type: ignore[arg-type]
+    out = feed_all(asm, records[:-1])
     assert out == []
     assert asm.pending == {"5": 3}
     out = asm.feed(records[-1][0].encode(), records[-1][1], asm.position)
@@ -71,7 +73,7 @@ def test_missing_part_is_inconsistent_never_applied() -> None:
     asm = TxAssembler("assign")
     records = encode_tx("assign", "5", PARTS)
     del records[1]
-    out = feed_all(asm, records)  # type: ignore[arg-type]
+    out = feed_all(asm, records)
     assert len(out) == 1 and isinstance(out[0], Inconsistent)
     assert "1 of 3 parts missing" in out[0].reason
     assert not any(isinstance(o, Applied) for o in out)
@@ -87,13 +89,13 @@ def test_digest_mismatch_is_inconsistent() -> None:
     asm = TxAssembler("assign")
     records = encode_tx("assign", "5", PARTS)
     records[0] = (records[0][0], b"tampered")
-    out = feed_all(asm, records)  # type: ignore[arg-type]
+    out = feed_all(asm, records)
     assert out == [Inconsistent("5", "parts do not match the commit digest", 3)]
 
 
 def test_empty_transaction_applies() -> None:
     asm = TxAssembler("batch")
-    assert feed_all(asm, encode_tx("batch", "e", {})) == [Applied("e", {}, 0)]  # type: ignore[arg-type]
+    assert feed_all(asm, encode_tx("batch", "e", {})) == [Applied("e", {}, 0)]
 
 
 def test_interleaved_txids_each_decided_on_its_own_commit() -> None:
@@ -103,7 +105,7 @@ def test_interleaved_txids_each_decided_on_its_own_commit() -> None:
     c = encode_tx("assign", "3", {"z": b"c1"})
     # parts of 1, 2, 3 interleaved; 2 commits first, 3 never commits, 1 commits last
     order = [a[0], b[0], c[0], a[1], b[1], a[2]]
-    out = feed_all(asm, order)  # type: ignore[arg-type]
+    out = feed_all(asm, order)
     assert [type(o) for o in out] == [Applied, Applied]
     assert [o.txid for o in out if isinstance(o, Applied)] == ["2", "1"]
     assert out[1] == Applied("1", {"x": b"a1", "y": b"a2"}, commit_offset=5)
@@ -114,7 +116,7 @@ def test_abandoned_parts_then_later_generation_commits() -> None:
     asm = TxAssembler("assign")
     dead = encode_tx("assign", "7", {"m1": b"old"})[:-1]  # leader died before commit
     good = encode_tx("assign", "8", {"m1": b"new", "m2": b"n2"})
-    out = feed_all(asm, dead + good)  # type: ignore[operator, arg-type]
+    out = feed_all(asm, dead + good)
     assert out == [Applied("8", {"m1": b"new", "m2": b"n2"}, commit_offset=3)]
     assert asm.pending == {"7": 1}
     assert asm.expire(older_than_offset=1) == [Expired("7", "no commit before offset 1", 1)]
@@ -141,7 +143,7 @@ def test_reused_txid_is_judged_by_its_own_commit() -> None:
     first = encode_tx("assign", "0", {"m1": b"a", "m2": b"b"})
     stale = [("assign/0/m3", b"from a dead leader")]
     second = encode_tx("assign", "0", {"m1": b"c"})
-    out = feed_all(asm, first + stale + second)  # type: ignore[operator, arg-type]
+    out = feed_all(asm, first + stale + second)
     assert out == [
         Applied("0", {"m1": b"a", "m2": b"b"}, commit_offset=2),
         Applied("0", {"m1": b"c"}, commit_offset=5),
@@ -151,7 +153,7 @@ def test_reused_txid_is_judged_by_its_own_commit() -> None:
 def test_rewritten_part_replaces_earlier() -> None:
     asm = TxAssembler("assign")
     recs = [("assign/1/m", b"first try"), *encode_tx("assign", "1", {"m": b"second"})]
-    assert feed_all(asm, recs) == [Applied("1", {"m": b"second"}, 2)]  # type: ignore[arg-type]
+    assert feed_all(asm, recs) == [Applied("1", {"m": b"second"}, 2)]
 
 
 @pytest.mark.parametrize(
@@ -211,7 +213,7 @@ def test_commit_of_another_kind_is_skipped_and_keeps_parts() -> None:
 def test_replayed_offsets_are_ignored() -> None:
     asm = TxAssembler("assign")
     recs = encode_tx("assign", "1", {"a": b"x"})
-    assert len(feed_all(asm, recs)) == 1  # type: ignore[arg-type]
+    assert len(feed_all(asm, recs)) == 1
     assert asm.feed(recs[1][0], recs[1][1], 1) == []
 
 
@@ -265,7 +267,7 @@ def test_interleavings_apply_exactly_the_committed(
         s = rnd.choice([s for s in streams if s])
         merged.append(s.pop(0))
     asm = TxAssembler("batch")
-    out = feed_all(asm, merged)  # type: ignore[arg-type]
+    out = feed_all(asm, merged)
     applied = {o.txid: o.parts for o in out if isinstance(o, Applied)}
     assert applied == expected
     assert not any(isinstance(o, Inconsistent | Skipped) for o in out)
