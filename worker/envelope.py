@@ -149,7 +149,7 @@ def decode(data: bytes, max_size: int | None = DEFAULT_MAX_PAYLOAD) -> Envelope:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetterRecord:
     """What `<ns>.dead-letter` holds: the original bytes untouched, and why and where from."""
 
     original: bytes
@@ -181,7 +181,7 @@ _DEAD_LETTER_KEYS = frozenset(
 )
 
 
-def encode_dead_letter(rec: DeadLetter) -> bytes:
+def encode_dead_letter(rec: DeadLetterRecord) -> bytes:
     return _wire.pack(
         {
             "v": SCHEMA_VERSION,
@@ -199,12 +199,12 @@ def encode_dead_letter(rec: DeadLetter) -> bytes:
     )
 
 
-def decode_dead_letter(data: bytes) -> DeadLetter:
+def decode_dead_letter(data: bytes) -> DeadLetterRecord:
     what = "dead-letter record"
     obj = _wire.unpack_map(data, what, SCHEMA_VERSION)
     _wire.check_keys(obj, _DEAD_LETTER_KEYS, what)
     attempt = obj["attempt"]
-    return DeadLetter(
+    return DeadLetterRecord(
         original=_wire.get_bytes(obj, "original", what),
         reason=_wire.get_str(obj, "reason", what),
         topic=_wire.get_str(obj, "topic", what),

@@ -4,14 +4,14 @@ import contextlib
 import pickle
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.envelope import (
     DEFAULT_MAX_PAYLOAD,
-    DeadLetter,
+    DeadLetterRecord,
     Envelope,
     EventKind,
     TaskEvent,
@@ -179,7 +179,7 @@ def test_encode_rejects_unserialisable_args() -> None:
 
 
 def test_dead_letter_round_trip() -> None:
-    rec = DeadLetter(
+    rec = DeadLetterRecord(
         original=b"\xc1garbage",
         reason="envelope is not msgpack",
         topic="ns.tasks",
@@ -189,7 +189,7 @@ def test_dead_letter_round_trip() -> None:
         at=10.0,
     )
     assert decode_dead_letter(encode_dead_letter(rec)) == rec
-    rec2 = DeadLetter(b"x", "r", "t", 0, 0, "w", 1.0, task_id=TID, name="n", attempt=4)
+    rec2 = DeadLetterRecord(b"x", "r", "t", 0, 0, "w", 1.0, task_id=TID, name="n", attempt=4)
     assert decode_dead_letter(encode_dead_letter(rec2)) == rec2
 
 

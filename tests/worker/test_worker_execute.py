@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import msgpack
+import pytest
+
+from registry.errors import ServiceUnavailable
+from worker.app import App
+from worker.envelope import Envelope, encode
+from worker.errors import TaskTimeout
+from worker.execute import (
+    DeadLetter,
+    Retry,
+    Succeeded,
+    Unschedulable,
+    call_with_timeout,
+    execute,
+    execute_bytes,
+)
+from worker.retry import Backoff
+from worker.tasks import TaskContext
+
+TID = "cd" * 16
+
+
+def env(name: str, *args: Any, attempt: int = 1, **kwargs: Any) -> Envelope:
+    return Envelope(id=TID, name=name, args=list(args), kwargs=kwargs, attempt=attempt)
+
+
+@pytest.fixture
+def app() -> App:
+    a = App(environ={})
+
+    @a.task(name="add")
+    def add(x: int, y: int = 0) -> int:
+        return x + y
+
+    @a.task(name="boom", retries=2, backoff=Backoff(initial=1, jitter=0))
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    @a.task(name="permanent", retry_on=(ConnectionError,))
+    def permanent() -> None:
+        raise KeyError("nope")
+
+    @a.task(name="ctx", bind=True)
+    def ctx(c: TaskContext) -> list[Any]:
+        return [c.task_id, c.attempt]
+
+    @a.task(name="obj")
+    def obj() -> object:
+        return object()
+
+    @a.task(name="down")
+    def down() -> None:
+        raise ServiceUnavailable("billing", 1234.5, "breaker open")
+
+    @a.task(name="slow", timeout=0.2)
+    def slow() -> None:
+        for _ in range(3000):  # short sleeps so the injected interrupt lands promptly
+            time.sleep(0.01)
+
+    return a
+
+
+def run(app: App, e: Envelope) -> Any:
+    return execute(e, app.registry, random.Random(0), worker_id="w1")
+
+
+def test_success_packs_result(app: App) -> None:
+    out = run(app, env("add", 2, y=3))
+    assert isinstance(out, Succeeded) and out.result == 5
+    assert msgpack.unpackb(out.packed) == 5
+
+
+def test_bind_passes_context(app: App) -> None:
+    out = run(app, env("ctx", attempt=2))
+    assert isinstance(out, Succeeded) and out.result == [TID, 2]
+
+
+def test_retry_then_dead_letter_after_last_retry(app: App) -> None:
+    first = run(app, env("boom", attempt=1))
+    assert first == Retry(1.0, "RuntimeError", "kaput")
+    second = run(app, env("boom", attempt=2))
+    assert isinstance(second, Retry) and second.delay == 2.0
+    last = run(app, env("boom", attempt=3))
+    assert isinstance(last, DeadLetter)
+    assert last.reason == "failed after 3 attempts: RuntimeError: kaput"
+    assert (last.error_type, last.error) == ("RuntimeError", "kaput")
+
+
+def test_non_retriable_goes_straight_to_dead_letter(app: App) -> None:
+    out = run(app, env("permanent"))
+    assert isinstance(out, DeadLetter) and out.reason.startswith("non-retriable error: KeyError")
+
+
+def test_unknown_name(app: App) -> None:
+    out = run(app, env("no.such.task"))
+    assert out == DeadLetter(reason="unknown task name 'no.such.task'")
+
+
+def test_bad_arguments_are_a_task_failure_not_a_crash(app: App) -> None:
+    out = run(app, env("add", 1, 2, 3))
+    assert isinstance(out, Retry) and out.error_type == "TypeError"
+
+
+def test_unserialisable_result(app: App) -> None:
+    out = run(app, env("obj"))
+    assert isinstance(out, DeadLetter) and "not msgpack-serialisable" in out.reason
+
+
+def test_service_unavailable_parks(app: App) -> None:
+    out = run(app, env("down", attempt=3))  # attempts do not matter: the call never left
+    assert isinstance(out, Unschedulable)
+    assert (out.service, out.retry_at) == ("billing", 1234.5)
+    assert "breaker open" in out.error
+
+
+def test_duck_typed_service_unavailable() -> None:
+    a = App(environ={})
+
+    class Down(Exception):
+        service = "mail"
+        retry_at = None
+
+    @a.task(name="d")
+    def d() -> None:
+        raise Down()
+
+    assert run(a, env("d")) == Unschedulable("mail", None, "Down")
+
+
+def test_timeout_is_a_retriable_failure(app: App) -> None:
+    start = time.monotonic()
+    out = run(app, env("slow"))
+    assert time.monotonic() - start < 5
+    assert isinstance(out, Retry) and out.error_type == "TaskTimeout"
+
+
+def test_execute_bytes(app: App) -> None:
+    ok = execute_bytes(encode(env("add", 1, y=1)), app.registry, random.Random())
+    assert ok.envelope is not None and isinstance(ok.outcome, Succeeded)
+    bad = execute_bytes(b"\xc1garbage", app.registry, random.Random())
+    assert bad.envelope is None and isinstance(bad.outcome, DeadLetter)
+    assert bad.outcome.reason.startswith("undecodable envelope: ")
+    big = execute_bytes(
+        encode(env("add", "x" * 400)), app.registry, random.Random(), max_payload=100
+    )
+    assert isinstance(big.outcome, DeadLetter) and "payload too large" in big.outcome.reason
+
+
+def test_keyboard_interrupt_passes_through() -> None:
+    a = App(environ={})
+
+    @a.task(name="k")
+    def k() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(a, env("k"))
+
+
+def test_call_with_timeout_returns_and_reraises() -> None:
+    assert call_with_timeout(lambda: 7, 5, "t") == 7
+    assert call_with_timeout(lambda: 8, None, "t") == 8
+
+    def fail() -> None:
+        raise ValueError("v")
+
+    with pytest.raises(ValueError, match="v"):
+        call_with_timeout(fail, 5, "t")
+
+
+def test_timed_out_python_code_is_interrupted() -> None:
+    stopped = threading.Event()
+    progressed: list[int] = []
+
+    def spin() -> None:
+        try:
+            while True:  # pure Python: the injected exception lands here
+                progressed.append(1)
+                time.sleep(0.01)
+        finally:
+            stopped.set()
+
+    with pytest.raises(TaskTimeout, match=r"exceeded its timeout of 0\.1s"):
+        call_with_timeout(spin, 0.1, "spin")
+    assert stopped.wait(5), "timed-out task kept running"

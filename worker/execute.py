@@ -1,0 +1,189 @@
+"""Run one envelope against the task registry and say what happened, without raising.
+
+The outcome tells the runtime what to do next: record a success, schedule a retry, park the
+task until its downstream recovers, or dead-letter it. An undecodable envelope, an unknown task
+name, a result msgpack cannot carry, a failure after the last retry: each becomes a DeadLetter
+with the reason. Only BaseExceptions that are not Exceptions (KeyboardInterrupt, SystemExit)
+pass through.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import msgpack
+
+from worker import envelope as envelope_mod
+from worker.envelope import Envelope
+from worker.errors import EnvelopeError, TaskTimeout
+from worker.tasks import TaskContext, TaskRegistry
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class ServiceUnavailableLike(Protocol):
+    """Any exception with `service` and `retry_at` (wall-clock seconds) means: park the task.
+
+    `registry.errors.ServiceUnavailable` is one; the task did not reach its downstream.
+    """
+
+    service: str
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    result: Any
+    packed: bytes  # the result as msgpack, ready for the result store
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay: float  # seconds until the next attempt
+    error_type: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+    error_type: str | None = None  # set when the task itself raised
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    service: str
+    retry_at: float | None
+    error: str
+
+
+Outcome = Succeeded | Retry | DeadLetter | Unschedulable
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """An outcome and the envelope it is about (None when the bytes did not decode)."""
+
+    envelope: Envelope | None
+    outcome: Outcome
+
+
+def execute_bytes(
+    raw: bytes,
+    registry: TaskRegistry,
+    rng: random.Random,
+    *,
+    max_payload: int | None = envelope_mod.DEFAULT_MAX_PAYLOAD,
+    worker_id: str | None = None,
+) -> Execution:
+    """Decode and run; undecodable bytes become a DeadLetter with the decoder's reason."""
+    try:
+        env = envelope_mod.decode(raw, max_size=max_payload)
+    except EnvelopeError as e:
+        return Execution(None, DeadLetter(reason=f"undecodable envelope: {e.reason}"))
+    return Execution(env, execute(env, registry, rng, worker_id=worker_id))
+
+
+def execute(
+    env: Envelope, registry: TaskRegistry, rng: random.Random, *, worker_id: str | None = None
+) -> Outcome:
+    """Run one attempt of `env` (its `attempt` field says which)."""
+    task = registry.get(env.name)
+    if task is None:
+        return DeadLetter(reason=f"unknown task name {env.name!r}")
+    ctx = TaskContext.for_envelope(env, worker_id)
+    try:
+        result = call_with_timeout(
+            lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
+        )
+    except Exception as exc:  # noqa: BLE001 - a task's failure is data here, never a crash
+        return _failure(env, exc, task.retry.next_delay, rng)
+    try:
+        packed = msgpack.packb(result, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        return DeadLetter(
+            reason=f"result of {env.name!r} is not msgpack-serialisable: {e}",
+            error_type=type(e).__name__,
+            error=f"result is not msgpack-serialisable: {e}",
+        )
+    return Succeeded(result, packed)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _failure(
+    env: Envelope,
+    exc: Exception,
+    next_delay: Callable[[int, BaseException, random.Random], float | None],
+    rng: random.Random,
+) -> Outcome:
+    if isinstance(exc, ServiceUnavailableLike) and isinstance(exc.service, str):
+        retry_at = exc.retry_at
+        if retry_at is None or isinstance(retry_at, int | float):
+            return Unschedulable(exc.service, retry_at, describe(exc))
+    delay = next_delay(env.attempt, exc, rng)
+    if delay is None:
+        what = "non-retriable error" if env.attempt == 1 else f"failed after {env.attempt} attempts"
+        return DeadLetter(
+            reason=f"{what}: {describe(exc)}", error_type=type(exc).__name__, error=str(exc)
+        )
+    return Retry(delay, type(exc).__name__, str(exc))
+
+
+class _Abandoned(BaseException):
+    """Raised inside a timed-out task's thread so that it stops at its next bytecode.
+
+    A BaseException so that the task's own `except Exception` does not swallow it.
+    """
+
+
+def call_with_timeout(fn: Callable[[], T], timeout: float | None, name: str) -> T:
+    """Run `fn`; past `timeout` seconds raise TaskTimeout and interrupt it (best effort).
+
+    Python threads cannot be killed: the call runs in a daemon thread, and on timeout an
+    exception is injected into it (as dramatiq's time limit does); code blocked inside C keeps
+    running until it returns to Python.
+    """
+    if timeout is None:
+        return fn()
+    box: list[tuple[bool, Any]] = []
+    # Held while the caller injects, so the thread is alive (its ident not reused) meanwhile.
+    lock = threading.Lock()
+
+    def target() -> None:
+        try:
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except _Abandoned:
+                raise
+            except BaseException as e:  # noqa: BLE001 - carried to the caller, re-raised there
+                outcome = (False, e)
+            with lock:
+                box.append(outcome)
+        except _Abandoned:
+            pass
+
+    thread = threading.Thread(target=target, name=f"ringleader-task-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    with lock:
+        if not box:
+            if thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(_Abandoned)
+                )
+            raise TaskTimeout(name, timeout)
+    ok, value = box[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
