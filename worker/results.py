@@ -1,0 +1,294 @@
+"""Task results and statuses in Redis.
+
+A task's completion (success or final failure) is written once: SET NX on its completion key,
+in one Lua script with the status and a wake-up token, so a redelivered task that already
+completed is recognised and its result never overwritten (Invariant 4). Waiters block on the
+token list with BLMOVE list→same list, which wakes them the moment the token is pushed and
+leaves the token in place for other waiters and later callers — no polling.
+
+Keys of one task share a hash tag, so they live in one slot on Redis Cluster:
+`<prefix>:{<task_id>}:done|status|notify`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import msgpack
+import redis as redis_lib
+
+from worker import _wire
+from worker.errors import EnvelopeError, ResultTimeout, TaskError
+
+RECORD_VERSION = 1
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    STARTED = "started"
+    RETRYING = "retrying"
+    UNSCHEDULABLE = "unschedulable"
+    SUCCEEDED = "succeeded"
+    DEAD_LETTERED = "dead_lettered"
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.DEAD_LETTERED})
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How a task ended. `value()` returns the result or raises the task's error."""
+
+    task_id: str
+    ok: bool
+    result: Any
+    error_type: str | None
+    error: str | None
+    at: float
+    worker_id: str | None
+
+    def value(self) -> Any:
+        if self.ok:
+            return self.result
+        raise TaskError(self.task_id, self.error_type or "Error", self.error or "")
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionWrite:
+    """One completion for `record_many`: a success (`packed` result) or, with `error_type`, a
+    final failure."""
+
+    task_id: str
+    packed: bytes | None = None
+    error_type: str | None = None
+    error: str | None = None
+    at: float = 0.0
+    worker_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_type is None
+
+
+_RECORD_KEYS = frozenset({"v", "ok", "result", "error_type", "error", "at", "worker_id"})
+
+# KEYS: done, status, notify. ARGV: record, ttl_ms, terminal status.
+_RECORD_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+  redis.call('DEL', KEYS[3])
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: done, status. ARGV: status, ttl_ms. A completed task keeps its terminal status.
+_STATUS_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+def _ttl_ms(ttl: float) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+        raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    if not math.isfinite(ttl):
+        raise ValueError("ttl must be finite")
+    return max(1, round(ttl * 1000))
+
+
+class ResultStore:
+    """Completions and statuses of the tasks of one namespace (`prefix` separates them)."""
+
+    def __init__(self, client: redis_lib.Redis[bytes], prefix: str) -> None:
+        """`client` must return bytes (no decode_responses) and have no socket_timeout shorter
+        than the longest `wait_result` timeout (blocking commands are bounded by it)."""
+        if not prefix:
+            raise ValueError("prefix must not be empty")
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the Redis client must not use decode_responses (records are bytes)")
+        self._r = client
+        self._prefix = prefix
+        self._record = client.register_script(_RECORD_LUA)
+        self._status = client.register_script(_STATUS_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str) -> ResultStore:
+        return cls(redis_lib.Redis.from_url(url), f"ringleader:{namespace}")
+
+    def _keys(self, task_id: str) -> tuple[str, str, str]:
+        base = f"{self._prefix}:{{{task_id}}}"
+        return f"{base}:done", f"{base}:status", f"{base}:notify"
+
+    # --- completion ---------------------------------------------------------------------------
+
+    def record_completion(
+        self,
+        task_id: str,
+        result: Any,
+        ttl: float,
+        *,
+        packed: bytes | None = None,
+        at: float = 0.0,
+        worker_id: str | None = None,
+    ) -> bool:
+        """Record a success once; False when the task had already completed (nothing written).
+
+        `packed` is the result already as msgpack (execute's Succeeded.packed) to skip re-packing.
+        """
+        if packed is None:
+            try:
+                packed = msgpack.packb(result, use_bin_type=True)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise EnvelopeError(f"result is not msgpack-serialisable: {e}") from e
+        record = _record(
+            True, packed=packed, error_type=None, error=None, at=at, worker_id=worker_id
+        )
+        return self._write(task_id, record, ttl, Status.SUCCEEDED)
+
+    def record_failure(
+        self,
+        task_id: str,
+        error_type: str,
+        error: str,
+        ttl: float,
+        *,
+        at: float = 0.0,
+        worker_id: str | None = None,
+    ) -> bool:
+        """Record a final failure (dead-lettered) once; False when already completed."""
+        record = _record(
+            False, packed=None, error_type=error_type, error=error, at=at, worker_id=worker_id
+        )
+        return self._write(task_id, record, ttl, Status.DEAD_LETTERED)
+
+    def _write(self, task_id: str, record: bytes, ttl: float, status: Status) -> bool:
+        written = self._record(keys=self._keys(task_id), args=[record, _ttl_ms(ttl), str(status)])
+        return bool(written)
+
+    def record_many(self, writes: Sequence[CompletionWrite], ttl: float) -> list[bool]:
+        """Record several completions in one round trip; each is once-only like the others."""
+        ttl_ms = _ttl_ms(ttl)
+        pipe = self._r.pipeline(transaction=False)
+        for w in writes:
+            record = _record(
+                w.ok,
+                packed=w.packed if w.ok else None,
+                error_type=w.error_type,
+                error=w.error,
+                at=w.at,
+                worker_id=w.worker_id,
+            )
+            status = Status.SUCCEEDED if w.ok else Status.DEAD_LETTERED
+            self._record(
+                keys=self._keys(w.task_id), args=[record, ttl_ms, str(status)], client=pipe
+            )
+        return [bool(x) for x in pipe.execute()]
+
+    def is_completed(self, task_id: str) -> bool:
+        return bool(self._r.exists(self._keys(task_id)[0]))
+
+    def get_completion(self, task_id: str) -> Completion | None:
+        raw = self._r.get(self._keys(task_id)[0])
+        return None if raw is None else _decode(task_id, raw)
+
+    def wait_result(self, task_id: str, timeout: float) -> Completion:
+        """Block until the task completes (at most `timeout` seconds); ResultTimeout otherwise."""
+        done, _, notify = self._keys(task_id)
+        raw = self._r.get(done)
+        # Moving the token to the same list wakes us without consuming it.
+        if (
+            raw is None
+            and timeout > 0
+            and self._r.blmove(notify, notify, timeout, "LEFT", "RIGHT") is not None
+        ):
+            raw = self._r.get(done)
+        if raw is None:
+            raise ResultTimeout(task_id, timeout)
+        return _decode(task_id, raw)
+
+    # --- status -------------------------------------------------------------------------------
+
+    def set_status(self, task_id: str, status: Status, ttl: float) -> bool:
+        """Set a non-terminal status; ignored (False) once the task has completed."""
+        if status in TERMINAL:
+            raise ValueError(f"{status} is set by record_completion/record_failure only")
+        done, key, _ = self._keys(task_id)
+        return bool(self._status(keys=[done, key], args=[str(status), _ttl_ms(ttl)]))
+
+    def set_statuses(self, statuses: Sequence[tuple[str, Status]], ttl: float) -> list[bool]:
+        """`set_status` for several tasks in one round trip."""
+        ttl_ms = _ttl_ms(ttl)
+        pipe = self._r.pipeline(transaction=False)
+        for task_id, status in statuses:
+            if status in TERMINAL:
+                raise ValueError(f"{status} is set by record_completion/record_failure only")
+            done, key, _ = self._keys(task_id)
+            self._status(keys=[done, key], args=[str(status), ttl_ms], client=pipe)
+        return [bool(x) for x in pipe.execute()]
+
+    def get_status(self, task_id: str) -> Status | None:
+        raw = self._r.get(self._keys(task_id)[1])
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            return Status(text)
+        except ValueError:
+            raise EnvelopeError(f"unknown status {text!r} stored for task {task_id}") from None
+
+
+def _record(
+    ok: bool,
+    *,
+    packed: bytes | None,
+    error_type: str | None,
+    error: str | None,
+    at: float,
+    worker_id: str | None,
+) -> bytes:
+    return _wire.pack(
+        {
+            "v": RECORD_VERSION,
+            "ok": ok,
+            "result": packed,  # nested msgpack, so a stored result is never re-encoded
+            "error_type": error_type,
+            "error": error,
+            "at": float(at),
+            "worker_id": worker_id,
+        }
+    )
+
+
+def _decode(task_id: str, raw: bytes) -> Completion:
+    what = "completion record"
+    obj = _wire.unpack_map(raw, what, RECORD_VERSION)
+    _wire.check_keys(obj, _RECORD_KEYS, what)
+    ok = obj["ok"]
+    if type(ok) is not bool:
+        _wire.fail(what, "ok", "a bool", ok)
+    result: Any = None
+    if ok:
+        packed = _wire.get_bytes(obj, "result", what)
+        try:
+            result = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as e:
+            raise EnvelopeError(f"{what}: result is not msgpack: {e}") from e
+    return Completion(
+        task_id=task_id,
+        ok=ok,
+        result=result,
+        error_type=_wire.get_opt_str(obj, "error_type", what, nonempty=False),
+        error=_wire.get_opt_str(obj, "error", what, nonempty=False),
+        at=_wire.get_time(obj, "at", what),
+        worker_id=_wire.get_opt_str(obj, "worker_id", what),
+    )
