@@ -1,0 +1,204 @@
+"""Call a downstream service by name: round robin over UP instances, behind breakers,
+retried with exponential backoff and jitter (tenacity) on retriable errors.
+
+Worker hook: `Downstream.call` raises `ServiceUnavailable(service, retry_at)` *instead of*
+calling when the service's breaker is open (or every instance's is, or none is UP). That
+error is not a failure of the task: the worker parks the task in its unschedulable queue
+without spending the task's retry budget, and moves it back at `retry_at` (or when
+`available(service)` turns true / a subscriber hears a breaker close).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+from registry.breakers import BreakerBoard, BreakerOpen, BreakerState, BreakerStatus, Listener
+from registry.client import InstanceSource
+from registry.errors import NoInstances, RegistryError, ServiceUnavailable
+from registry.model import Instance
+
+T = TypeVar("T")
+
+
+class DownstreamError(RegistryError):
+    """Raise this from a downstream call to say whether it is worth retrying
+    (e.g. HTTP 503 -> retriable=True; HTTP 400 -> retriable=False)."""
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Transport errors and errors flagged `retriable` are retried and count as breaker
+    failures; other errors (the service answered "no") count as successes for the breaker."""
+    flag = getattr(exc, "retriable", None)
+    if isinstance(flag, bool):
+        return flag
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    initial: float = 0.05
+    maximum: float = 2.0
+    jitter: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be >= 1")
+
+
+class Downstream:
+    def __init__(
+        self,
+        source: InstanceSource,
+        board: BreakerBoard | None = None,
+        retry: RetryPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        retriable: Callable[[BaseException], bool] = is_retriable,
+        no_instance_wait: float = 1.0,
+    ) -> None:
+        self.source = source
+        self.board = board or BreakerBoard()
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.sleep = sleep
+        self.retriable = retriable
+        self.no_instance_wait = no_instance_wait
+        self._rr: dict[str, int] = {}
+        self._rr_lock = threading.Lock()
+
+    def call(self, service: str, fn: Callable[[Instance], T]) -> T:
+        """Run `fn(instance)` against an UP instance of `service`.
+
+        Raises ServiceUnavailable (never retried here) when the service cannot be called
+        now -- also when the last attempt's failure is what opened the service's breaker,
+        so an outage parks the task instead of failing it. Other errors propagate after
+        the retry policy is spent (retriable ones) or at once (non-retriable ones).
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.attempts),
+            # exponential + random jitter; spelled so tenacity 8.2 .. 9.x all accept it
+            wait=tenacity.wait_exponential(multiplier=self.retry.initial, max=self.retry.maximum)
+            + tenacity.wait_random(0, self.retry.jitter),
+            retry=tenacity.retry_if_exception(
+                lambda e: not isinstance(e, ServiceUnavailable) and self.retriable(e)
+            ),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(service, fn)
+        except ServiceUnavailable:
+            raise
+        except Exception as e:
+            if self.retriable(e):
+                ready = self.board.service(service).ready_at(self.clock())
+                if ready > self.clock():
+                    raise ServiceUnavailable(service, ready, f"breaker opened: {e}") from e
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _attempt(self, service: str, fn: Callable[[Instance], T]) -> T:
+        now = self.clock()
+        svc = self.board.service(service)
+        try:
+            sp = svc.admit(now)
+        except BreakerOpen as e:
+            raise ServiceUnavailable(service, e.retry_at, f"service breaker {e.reason}") from e
+        chosen = None
+        try:
+            ups = list(self.source.up(service))
+            if not ups:
+                raise NoInstances(service, now + self.no_instance_wait, "no instance is UP")
+            start = self._next(service)
+            earliest = float("inf")
+            for k in range(len(ups)):
+                inst = ups[(start + k) % len(ups)]
+                try:
+                    chosen = (inst, self.board.instance(service, inst.instance_id).admit(now))
+                    break
+                except BreakerOpen as e:
+                    earliest = min(earliest, e.retry_at)
+            if chosen is None:
+                raise ServiceUnavailable(service, earliest, "every instance's breaker is open")
+        except ServiceUnavailable:
+            svc.release(sp)
+            raise
+        inst, ip = chosen
+        ib = self.board.instance(service, inst.instance_id)
+        try:
+            result = fn(inst)  # no breaker lock is held here
+        except BaseException as e:
+            done = self.clock()
+            if isinstance(e, Exception) and self.retriable(e):
+                ib.failure(ip, done)
+                svc.failure(sp, done)
+            elif isinstance(e, Exception):
+                ib.success(ip, done)  # the service answered; the error is the caller's
+                svc.success(sp, done)
+            else:
+                ib.release(ip)
+                svc.release(sp)
+            raise
+        done = self.clock()
+        ib.success(ip, done)
+        svc.success(sp, done)
+        return result
+
+    def _next(self, service: str) -> int:
+        with self._rr_lock:
+            n = self._rr.get(service, 0)
+            self._rr[service] = n + 1
+            return n
+
+    # hooks for the worker and for `ringleader status` -----------------------------------
+
+    def retry_at(self, service: str) -> float:
+        """When a call to `service` may be let through (now, if it may be now)."""
+        now = self.clock()
+        ready = self.board.service(service).ready_at(now)
+        ups = list(self.source.up(service))
+        if not ups:
+            return max(ready, now + self.no_instance_wait)
+        inst_ready = min(self.board.instance(service, i.instance_id).ready_at(now) for i in ups)
+        return max(ready, inst_ready)
+
+    def available(self, service: str) -> bool:
+        return self.retry_at(service) <= self.clock()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Hear breaker state changes: (name, old, new). A CLOSED `new` means the service
+        recovered; OPEN -> HALF_OPEN happens lazily when a call is admitted after
+        `retry_at`, so pollers should use `retry_at`/`available` rather than wait for it."""
+        return self.board.subscribe(listener)
+
+    def breaker_states(self) -> list[BreakerStatus]:
+        return self.board.states()
+
+
+def breaker_rows(states: list[BreakerStatus]) -> list[tuple[str, str, str, int]]:
+    """(service, instance, state, failures) rows for `ringleader status`."""
+    return [(s.service, s.instance, str(s.state), s.failures) for s in states]
+
+
+__all__ = [
+    "BreakerState",
+    "Downstream",
+    "DownstreamError",
+    "RetryPolicy",
+    "breaker_rows",
+    "is_retriable",
+]

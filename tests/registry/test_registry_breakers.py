@@ -1,0 +1,271 @@
+"""Breakers (pure, injected time) and circuit-broken calls to a real local HTTP service."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pybreaker
+import pytest
+import redis
+
+from registry.backend import RegistryBackend
+from registry.breakers import (
+    Breaker,
+    BreakerBoard,
+    BreakerOpen,
+    BreakerSettings,
+    BreakerState,
+    memory_storage,
+    redis_storage,
+)
+from registry.client import RegistryClient
+from registry.downstream import Downstream, DownstreamError, RetryPolicy, breaker_rows
+from registry.errors import NoInstances, ServiceUnavailable
+from registry.model import Instance, Status
+
+# -- the breaker alone ---------------------------------------------------------------------
+
+
+def _breaker(**kw: float) -> Breaker:
+    s = BreakerSettings(fail_max=3, reset_timeout=10.0, **kw)  # type: ignore[arg-type]
+    return Breaker("b", s, memory_storage("b"))
+
+
+def test_breaker_opens_half_opens_and_closes() -> None:
+    b = _breaker()
+    changes: list[tuple[BreakerState, BreakerState]] = []
+    b._listeners.append(lambda n, old, new: changes.append((old, new)))
+    for t in (1.0, 2.0):
+        b.failure(b.admit(t), t)
+    b.success(b.admit(2.5), 2.5)  # consecutive failures reset by a success
+    for t in (3.0, 4.0, 5.0):
+        b.failure(b.admit(t), t)
+    assert b.status("s", "").state is BreakerState.OPEN
+    with pytest.raises(BreakerOpen) as e:
+        b.admit(14.9)
+    assert e.value.retry_at == 15.0
+    trial = b.admit(15.0)
+    assert trial.trial
+    with pytest.raises(BreakerOpen):  # only one trial at a time
+        b.admit(15.1)
+    b.success(trial, 15.2)
+    assert b.status("s", "").state is BreakerState.CLOSED
+    assert changes == [
+        (BreakerState.CLOSED, BreakerState.OPEN),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN),
+        (BreakerState.HALF_OPEN, BreakerState.CLOSED),
+    ]
+
+
+def test_failed_trial_reopens() -> None:
+    b = _breaker()
+    for t in (1.0, 2.0, 3.0):
+        b.failure(b.admit(t), t)
+    b.failure(b.admit(13.0), 13.5)
+    st = b.status("s", "")
+    assert st.state is BreakerState.OPEN and st.retry_at == 23.5
+
+
+def test_pybreaker_itself_serializes_calls() -> None:
+    """Why breakers.py exists: pybreaker holds its lock during the call (issue 55)."""
+    cb = pybreaker.CircuitBreaker()
+    threads = [threading.Thread(target=cb.call, args=(time.sleep, 0.3)) for _ in range(4)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - t0 >= 1.2
+
+
+# -- a real HTTP downstream ----------------------------------------------------------------
+
+
+class _Downstream(ThreadingHTTPServer):
+    request_queue_size = 64
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.failing = False
+        self.hits = 0
+        self.failed_hits = 0
+        self.lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Downstream
+
+    def do_GET(self) -> None:
+        srv = self.server
+        with srv.lock:
+            srv.hits += 1
+            failing = srv.failing
+            if failing:
+                srv.failed_hits += 1
+        if self.path == "/slow":
+            time.sleep(0.5)
+        body = b"down" if failing else b"ok"
+        self.send_response(503 if failing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_service() -> Iterator[_Downstream]:
+    srv = _Downstream()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    t.join()
+
+
+def _get(path: str) -> Callable[[Instance], str]:
+    def call(inst: Instance) -> str:
+        try:
+            with urllib.request.urlopen(inst.address + path, timeout=5) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as e:
+            raise DownstreamError(f"HTTP {e.code}", retriable=e.code >= 500) from e
+
+    return call
+
+
+@pytest.fixture
+def registry(redis_url: str, unique_name: str) -> Iterator[tuple[RegistryBackend, RegistryClient]]:
+    r: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    b = RegistryBackend(r, unique_name)
+    yield b, RegistryClient(b)
+    b.drop()
+    r.close()
+
+
+@pytest.mark.redis
+def test_outage_parks_tasks_and_every_task_completes(
+    http_service: _Downstream, registry: tuple[RegistryBackend, RegistryClient]
+) -> None:
+    backend, client = registry
+    backend.register(Instance("echo", "e1", http_service.address), time.time())
+    client.sync()
+    fast = BreakerSettings(fail_max=3, reset_timeout=0.5)
+    ds = Downstream(client, BreakerBoard(fast, fast), RetryPolicy(attempts=3, initial=0.01))
+    closed = threading.Event()
+    ds.subscribe(lambda n, old, new: closed.set() if (n, new) == ("echo", "closed") else None)
+
+    # A worker's queues, in miniature: active, unschedulable (parked), dead letters.
+    budget = 2
+    active = deque(range(20))
+    parked: list[tuple[float, int]] = []
+    spent = dict.fromkeys(active, 0)
+    completed: set[int] = set()
+    dead: list[int] = []
+    unavailable = 0
+    http_service.failing = True
+    deadline = time.monotonic() + 60
+    while len(completed) + len(dead) < 20:
+        assert time.monotonic() < deadline, "tasks did not finish"
+        now = time.time()
+        for item in [p for p in parked if p[0] <= now]:
+            parked.remove(item)
+            active.append(item[1])
+        if not active:
+            time.sleep(max(0.0, min(p[0] for p in parked) - now))
+            continue
+        task = active.popleft()
+        hits_before = http_service.hits
+        try:
+            assert ds.call("echo", _get("/")) == "ok"
+            completed.add(task)
+        except ServiceUnavailable as e:
+            unavailable += 1
+            parked.append((e.retry_at, task))  # no budget spent
+            if unavailable > 1:
+                assert http_service.hits == hits_before  # turned away without a call
+            assert not ds.available("echo")
+            http_service.failing = False  # the downstream recovers while tasks wait
+        except DownstreamError:
+            spent[task] += 1
+            (dead if spent[task] > budget else active).append(task)
+
+    assert completed == set(range(20)) and dead == []
+    assert all(n == 0 for n in spent.values()), spent
+    assert http_service.failed_hits == 3  # fail_max: then the breaker stopped the calls
+    assert unavailable >= 1 and closed.is_set()
+    assert ds.available("echo")
+    rows = breaker_rows(ds.breaker_states())
+    assert ("echo", "", "closed", 0) in rows and ("echo", "e1", "closed", 0) in rows
+
+
+@pytest.mark.redis
+def test_concurrent_calls_through_one_breaker_are_not_serialized(
+    http_service: _Downstream, registry: tuple[RegistryBackend, RegistryClient]
+) -> None:
+    backend, client = registry
+    backend.register(Instance("slow", "s1", http_service.address), time.time())
+    client.sync()
+    ds = Downstream(client)
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(ds.call("slow", _get("/slow"))))
+        for _ in range(8)
+    ]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    assert results == ["ok"] * 8
+    assert elapsed < 2.5, f"8 x 0.5 s calls took {elapsed:.2f} s: serialized would be >= 4 s"
+
+
+@pytest.mark.redis
+def test_round_robin_skips_down_and_broken_instances(
+    http_service: _Downstream, registry: tuple[RegistryBackend, RegistryClient]
+) -> None:
+    backend, client = registry
+    for n in range(3):
+        backend.register(Instance("rr", f"i{n}", http_service.address), time.time())
+    backend.set_status("rr", "i2", Status.DOWN)
+    client.sync()
+    ds = Downstream(client)
+    seen = [ds.call("rr", lambda i: i.instance_id) for _ in range(4)]
+    assert seen == ["i0", "i1", "i0", "i1"]
+    with pytest.raises(NoInstances):
+        ds.call("nobody", lambda i: i)
+
+
+@pytest.mark.redis
+def test_breaker_state_is_shared_through_redis(redis_url: str, unique_name: str) -> None:
+    r: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    try:
+        s = BreakerSettings(fail_max=2, reset_timeout=30.0)
+        a = BreakerBoard(s, s, redis_storage(r, unique_name))
+        b = BreakerBoard(s, s, redis_storage(r, unique_name))  # another process, in effect
+        now = time.time()
+        for _ in range(2):
+            a.service("pay").failure(a.service("pay").admit(now), now)
+        with pytest.raises(BreakerOpen) as e:
+            b.service("pay").admit(now + 1)
+        assert now + 28 < e.value.retry_at <= now + 30
+        assert [st.state for st in b.states()] == [BreakerState.OPEN]
+    finally:
+        for k in r.scan_iter(match=f"{unique_name}:*"):
+            r.delete(k)
+        r.close()
