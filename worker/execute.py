@@ -98,11 +98,15 @@ def execute(
     task = registry.get(env.name)
     if task is None:
         return DeadLetter(reason=f"unknown task name {env.name!r}")
-    ctx = TaskContext.for_envelope(env, worker_id)
+    # Only bound tasks see a context; building its logger costs more than a no-op task.
+    ctx = TaskContext.for_envelope(env, worker_id) if task.bind else None
     try:
-        result = call_with_timeout(
-            lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
-        )
+        if task.timeout is None:
+            result = task.run(ctx, env.args, env.kwargs)
+        else:
+            result = call_with_timeout(
+                lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
+            )
     except Exception as exc:  # noqa: BLE001 - a task's failure is data here, never a crash
         return _failure(env, exc, task.retry.next_delay, rng)
     try:

@@ -62,9 +62,11 @@ class Task:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
-    def run(self, ctx: TaskContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    def run(self, ctx: TaskContext | None, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Run for a delivered envelope: the context goes first when `bind` is set."""
         if self.bind:
+            if ctx is None:
+                raise TypeError(f"task {self.name!r} is bound and needs a TaskContext")
             return self.fn(ctx, *args, **kwargs)
         return self.fn(*args, **kwargs)
 
