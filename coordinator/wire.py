@@ -350,10 +350,15 @@ class GroupClient:
         self.connect_timeout = connect_timeout
         self.coordinator: CoordinatorAddress | None = None
         self._conn: Connection | None = None
-        self._closed = False
+        self._aborted = False
+
+    def _check_open(self) -> None:
+        if self._aborted:
+            raise BrokerUnavailableError(f"group {self.group_id!r}: client was aborted/closed")
 
     def find_coordinator(self, timeout: float) -> CoordinatorAddress:
         """Locate the coordinator and point this client's connection at it."""
+        self._check_open()
         found = find_coordinator(
             self.bootstrap, self.group_id, timeout=timeout, client_id=self.client_id
         )
@@ -371,6 +376,7 @@ class GroupClient:
         return found
 
     def _connection(self) -> Connection:
+        self._check_open()
         if self._conn is None:
             raise BrokerUnavailableError(
                 f"group {self.group_id!r}: coordinator unknown; call find_coordinator first"
@@ -551,13 +557,15 @@ class GroupClient:
         }
 
     def abort(self) -> None:
-        """Unblock a request in flight (e.g. a JoinGroup held by the broker) from another thread."""
+        """Stop this client from another thread: a request in flight (e.g. a JoinGroup the
+        broker holds) fails at once, and so does every later request."""
+        self._aborted = True
         conn = self._conn
         if conn is not None:
             conn.abort()
 
     def close(self) -> None:
-        self._closed = True
+        self._aborted = True
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
