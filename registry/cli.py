@@ -1,0 +1,183 @@
+"""`ringleader registry ls|register|deregister`: the registry for people.
+
+The lead wires it in with `registry.cli.add_parser(subparsers)`; the parser sets
+`func=run`, so the main CLI calls `args.func(args)` and exits with its return code.
+The functions `ls`, `register` and `deregister` are usable without argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from typing import Any, TextIO
+
+from registry.backend import RegistryBackend
+from registry.errors import InvalidInstance, RegistryError
+from registry.model import Instance, Metadata, Status, split_key
+from registry.settings import RegistrySettings
+
+#: Instances registered by hand (downstream services) keep their lease until
+#: deregistered unless --lease says otherwise: ten years.
+MANUAL_LEASE = 10 * 365 * 24 * 3600.0
+
+
+def ls(backend: RegistryBackend, service: str | None = None) -> list[dict[str, Any]]:
+    """One row per instance (sorted), with its lease expiry; plus nothing else."""
+    snap = backend.snapshot()
+    leases = backend.leases()
+    rows = []
+    for key in sorted(snap.instances):
+        inst = Instance.decode(snap.instances[key])
+        if service is not None and inst.service != service:
+            continue
+        m = inst.metadata
+        rows.append(
+            {
+                "service": inst.service,
+                "instance": inst.instance_id,
+                "address": inst.address,
+                "status": inst.status.value,
+                "zone": m.zone,
+                "capacity": m.capacity,
+                "version": m.version,
+                "labels": m.label_map,
+                "lease_duration": inst.lease_duration,
+                "lease_expires_at": leases.get(key),
+            }
+        )
+    return rows
+
+
+def summary(backend: RegistryBackend) -> dict[str, Any]:
+    """Registry-wide facts for `ringleader status`: seq, hashcode, self-preservation."""
+    snap = backend.snapshot()
+    sp = backend.self_preservation()
+    services = sorted({split_key(k)[0] for k in snap.instances})
+    return {
+        "seq": snap.seq,
+        "hashcode": {"status": snap.hashcode.status, "digest": snap.hashcode.digest},
+        "instance_count": len(snap.instances),
+        "services": services,
+        "self_preservation": {
+            "paused": sp.paused,
+            "since": sp.since,
+            "lapsed": sp.lapsed,
+            "total": sp.total,
+        },
+    }
+
+
+def register(backend: RegistryBackend, instance: Instance, now: float | None = None) -> int:
+    """Register (or update) an instance; returns the change's sequence number."""
+    return backend.register(instance, time.time() if now is None else now)
+
+
+def deregister(backend: RegistryBackend, service: str, instance_id: str) -> bool:
+    """Cancel an instance; False if it was not registered."""
+    return backend.cancel(service, instance_id)
+
+
+def format_table(rows: list[dict[str, Any]], now: float | None = None) -> str:
+    if not rows:
+        return "(no instances)"
+    now = time.time() if now is None else now
+    headers = ["SERVICE", "INSTANCE", "ADDRESS", "STATUS", "ZONE", "CAP", "VERSION", "LEASE"]
+    table = [headers]
+    for r in rows:
+        exp = r["lease_expires_at"]
+        lease = "-" if exp is None else ("lapsed" if exp <= now else f"{exp - now:.0f}s")
+        table.append(
+            [r["service"], r["instance"], r["address"], r["status"], r["zone"] or "-",
+             str(r["capacity"]), r["version"] or "-", lease]
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def _label(text: str) -> tuple[str, str]:
+    k, sep, v = text.partition("=")
+    if not sep or not k:
+        raise argparse.ArgumentTypeError(f"label must be KEY=VALUE, got {text!r}")
+    return k, v
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `registry ls|register|deregister` to the main CLI's subparsers."""
+    defaults = RegistrySettings.from_env()
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", default=defaults.redis_url, help="Redis URL")
+    common.add_argument("--prefix", default=defaults.prefix, help="registry key prefix")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = subparsers.add_parser("registry", help="service registry (Redis)")
+    sub = p.add_subparsers(dest="registry_command", required=True)
+
+    p_ls = sub.add_parser("ls", parents=[common], help="list instances")
+    p_ls.add_argument("service", nargs="?", help="only this service")
+
+    p_reg = sub.add_parser("register", parents=[common], help="register an instance")
+    p_reg.add_argument("service")
+    p_reg.add_argument("instance_id")
+    p_reg.add_argument("address")
+    p_reg.add_argument("--status", choices=[s.value for s in Status], default="UP")
+    p_reg.add_argument("--label", type=_label, action="append", default=[], metavar="K=V")
+    p_reg.add_argument("--zone", default="")
+    p_reg.add_argument("--capacity", type=int, default=1)
+    p_reg.add_argument("--version", default="")
+    p_reg.add_argument(
+        "--lease", type=float, default=MANUAL_LEASE, help="lease seconds (default: 10 years)"
+    )
+
+    p_dereg = sub.add_parser("deregister", parents=[common], help="remove an instance")
+    p_dereg.add_argument("service")
+    p_dereg.add_argument("instance_id")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    settings = replace(RegistrySettings(), redis_url=args.redis_url, prefix=args.prefix)
+    backend = RegistryBackend.from_settings(settings)
+    try:
+        if args.registry_command == "ls":
+            rows = ls(backend, args.service)
+            if args.json:
+                print(json.dumps({"instances": rows, **summary(backend)}), file=out)
+            else:
+                print(format_table(rows), file=out)
+            return 0
+        if args.registry_command == "register":
+            inst = Instance(
+                args.service,
+                args.instance_id,
+                args.address,
+                Status(args.status),
+                Metadata.of(dict(args.label), args.zone, args.capacity, args.version),
+                args.lease,
+            )
+            seq = register(backend, inst)
+            if args.json:
+                print(json.dumps({"registered": inst.key, "seq": seq}), file=out)
+            else:
+                print(f"registered {inst.key} at {inst.address} ({inst.status})", file=out)
+            return 0
+        if args.registry_command == "deregister":
+            ok = deregister(backend, args.service, args.instance_id)
+            key = f"{args.service}/{args.instance_id}"
+            if args.json:
+                print(json.dumps({"deregistered": key, "found": ok}), file=out)
+            else:
+                print(f"deregistered {key}" if ok else f"{key} was not registered", file=out)
+            return 0 if ok else 1
+        raise InvalidInstance(f"unknown registry command {args.registry_command!r}")
+    except (RegistryError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        backend.redis.close()

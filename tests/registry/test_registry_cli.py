@@ -1,0 +1,73 @@
+"""`registry ls|register|deregister` through argparse, against real Redis."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from registry import cli
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def run(redis_url: str, unique_name: str) -> Iterator[object]:
+    parser = argparse.ArgumentParser(prog="ringleader")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+
+    def invoke(*argv: str) -> tuple[int, str]:
+        args = parser.parse_args([*argv, "--redis-url", redis_url, "--prefix", unique_name])
+        out = io.StringIO()
+        code = args.func(args, out)
+        return code, out.getvalue()
+
+    yield invoke
+    r = redis.Redis.from_url(redis_url)
+    for k in r.scan_iter(match=f"{unique_name}:*"):
+        r.delete(k)
+    r.close()
+
+
+def test_register_ls_deregister(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run(
+        "registry",
+        "register",
+        "pay",
+        "p1",
+        "http://10.0.0.1:80",
+        "--label",
+        "tier=gold",
+        "--zone",
+        "eu-1",
+        "--capacity",
+        "4",
+    )
+    assert code == 0 and "registered pay/p1" in out
+    run("registry", "register", "pay", "p2", "http://10.0.0.2:80", "--status", "DOWN")
+    code, out = run("registry", "ls")
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["SERVICE", "INSTANCE", "ADDRESS", "STATUS"]
+    assert "p1" in lines[1] and "eu-1" in lines[1] and "DOWN" in lines[2]
+    code, out = run("registry", "ls", "pay", "--json")
+    data = json.loads(out)
+    assert [i["instance"] for i in data["instances"]] == ["p1", "p2"]
+    assert data["instances"][0]["labels"] == {"tier": "gold"}
+    assert data["hashcode"]["status"] == "DOWN_1_UP_1_"
+    assert data["self_preservation"]["paused"] is False
+    code, out = run("registry", "deregister", "pay", "p1", "--json")
+    assert code == 0 and json.loads(out) == {"deregistered": "pay/p1", "found": True}
+    code, out = run("registry", "deregister", "pay", "p1")
+    assert code == 1 and "was not registered" in out
+
+
+def test_bad_input_is_a_clear_error(run, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    code, _ = run("registry", "register", "bad/name", "x", "addr")
+    assert code == 2
+    assert "service name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run("registry", "register", "s", "x", "addr", "--label", "novalue")
