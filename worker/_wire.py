@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-import msgpack  # type: ignore[import-untyped]  # no stubs published
+import msgpack
 
 from worker.errors import EnvelopeError
 
