@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ringleader import demo
 from ringleader.local import cli as local_cli
+from registry import cli as registry_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     local_cli.add_parser(sub)
     demo.add_parser(sub)
+    registry_cli.add_parser(sub)
     return parser
 
 
