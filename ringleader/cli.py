@@ -7,9 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from registry import cli as registry_cli
 from ringleader import demo
 from ringleader.local import cli as local_cli
-from registry import cli as registry_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
