@@ -8,6 +8,7 @@ the generation only if the commit there is complete and consistent (invariant 5)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator.errors import InconsistentAssignmentError, RingleaderError
-from coordinator.twophase import Applied
+from coordinator.twophase import Applied, Unseen
 from coordinator.txlog import TxLogReader, TxLogWriter
 
 KIND = "assign"
@@ -159,7 +160,11 @@ class AssignmentLog:
     """Publishes and reads committed assignments on a one-partition topic.
 
     The reader is created on first ``read`` and kept open, so successive reads continue
-    where the last stopped. The topic must exist (see ``coordinator.topics.ensure_topic``).
+    where the last stopped. With ``jump`` (default) the first read does not replay the whole
+    log (it is never compacted): it peeks at the pointer's commit record, which names the
+    offset of its first part, and starts there; a later pointer to a generation whose parts
+    lie before that point makes it go back (``Unseen``) rather than misjudge it. The topic
+    must exist (``coordinator.topics.ensure_topic``).
     """
 
     def __init__(
@@ -169,8 +174,10 @@ class AssignmentLog:
         *,
         start_offset: int = 0,
         producer_config: Mapping[str, str] | None = None,
+        jump: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
+        self.jump = jump
         self.topic = topic
         self.start_offset = start_offset
         self._producer_config = producer_config
@@ -224,8 +231,32 @@ class AssignmentLog:
         if pointer.commit_offset < self.start_offset:
             self.last_reason = f"offset {pointer.commit_offset} is before this log's start"
             return None
+        deadline = time.monotonic() + timeout
+        fresh = self._reader is None
+        reader = self.reader
+        off = pointer.commit_offset
+        if reader.outcome_at(off) is None and (
+            (fresh and self.jump and off > self.start_offset) or off < reader.assembler.start_offset
+        ):
+            # Not read yet and not ahead of this reader: start at the commit's first part
+            # (named by the commit record) instead of replaying the whole log.
+            first = self.start_offset
+            if self.jump:
+                rec = reader.peek_commit(off, timeout)
+                if rec is not None and rec.first_offset >= self.start_offset:
+                    first = rec.first_offset
+            reader.seek(first)
+            timeout = max(0.0, deadline - time.monotonic())
         self.reader.read_until(pointer.commit_offset, timeout)
         outcome = self.reader.outcome_at(pointer.commit_offset)
+        if isinstance(outcome, Unseen):
+            # Its parts precede where this reader jumped in: go back and read them.
+            self.reader.seek(max(outcome.first_offset, self.start_offset))
+            self.reader.read_until(pointer.commit_offset, max(0.0, deadline - time.monotonic()))
+            outcome = self.reader.outcome_at(pointer.commit_offset)
+            if isinstance(outcome, Unseen):  # cannot happen unless the record lies
+                self.last_reason = f"generation {outcome.txid}: parts not found"
+                return None
         if outcome is None:
             self.last_reason = f"no commit record at offset {pointer.commit_offset}"
             return None

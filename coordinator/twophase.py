@@ -51,6 +51,19 @@ class Inconsistent:
 
 
 @dataclass(frozen=True)
+class Unseen:
+    """A commit whose parts begin before the offset this assembler started reading at.
+
+    Missing parts may simply be unread, so the transaction is neither applied nor judged
+    inconsistent; a reader that needs it must read again from ``first_offset``.
+    """
+
+    txid: str
+    commit_offset: int
+    first_offset: int
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A record that is not a well-formed part or commit of this kind."""
 
@@ -67,7 +80,7 @@ class Expired:
     parts: int
 
 
-Outcome = Applied | Inconsistent | Skipped | Expired
+Outcome = Applied | Inconsistent | Unseen | Skipped | Expired
 
 
 # ------------------------------------------------------------------ codec
@@ -182,12 +195,14 @@ class TxAssembler:
 
     ``max_pending`` bounds the number of transactions with parts but no commit yet; beyond
     it the oldest is dropped with an ``Expired`` outcome. Records at offsets already fed are
-    ignored, so re-reading a range is harmless. A commit for a txid that was already decided
+    ignored, so re-reading a range is harmless. An assembler that starts mid-log
+    (``start_offset``) answers ``Unseen`` for a commit with missing parts whose first part
+    lies before its start: it cannot tell. A commit for a txid that was already decided
     is judged afresh against parts buffered since (txids such as generations can repeat after
     a coordinator reset; readers should identify a transaction by its commit offset).
     """
 
-    def __init__(self, kind: str, *, max_pending: int = 10_000) -> None:
+    def __init__(self, kind: str, *, max_pending: int = 10_000, start_offset: int = 0) -> None:
         _check_segment("kind", kind, False)
         if kind == COMMIT:
             raise ValueError(f"kind {COMMIT!r} is reserved for commit records")
@@ -196,7 +211,8 @@ class TxAssembler:
         self.kind = kind
         self.max_pending = max_pending
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self.position = 0  # next offset expected
+        self.start_offset = max(start_offset, 0)  # records before this were never fed
+        self.position = self.start_offset  # next offset expected
 
     @property
     def pending(self) -> dict[str, int]:
@@ -254,6 +270,8 @@ class TxAssembler:
                 self._pending[txid] = pending
             return Skipped(offset, f"commit/{txid} is of kind {rec.kind!r}, not {self.kind!r}")
         missing = [n for n in rec.names if n not in have]
+        if missing and 0 <= rec.first_offset < self.start_offset:
+            return Unseen(txid, offset, rec.first_offset)
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             return Inconsistent(

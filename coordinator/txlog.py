@@ -19,11 +19,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from coordinator.errors import RingleaderError
 from coordinator.topics import ensure_topic
 from coordinator.twophase import (
+    COMMIT,
     Applied,
+    CommitRecord,
     Inconsistent,
     Outcome,
     TxAssembler,
+    Unseen,
     commit_key,
+    decode_commit,
     encode_commit,
     part_key,
 )
@@ -154,10 +158,11 @@ class TxLogReader:
         keep: int = 1024,
     ) -> None:
         self.topic = topic
-        self.assembler = TxAssembler(kind, max_pending=max_pending)
-        self.assembler.position = max(start_offset, 0)
+        self.kind = kind
+        self._max_pending = max_pending
+        self.assembler = TxAssembler(kind, max_pending=max_pending, start_offset=start_offset)
         self._keep = keep
-        self._by_offset: OrderedDict[int, Applied | Inconsistent] = OrderedDict()
+        self._by_offset: OrderedDict[int, Applied | Inconsistent | Unseen] = OrderedDict()
         self._applied: OrderedDict[str, Applied] = OrderedDict()
         self._consumer = Consumer(
             {
@@ -234,8 +239,43 @@ class TxLogReader:
             return []
         return self.read_until(high - 1, max(0.0, deadline - time.monotonic()))
 
+    def seek(self, offset: int) -> None:
+        """Continue reading at ``offset``; buffered parts are dropped (their context is lost).
+
+        Outcomes already decided stay available to ``applied``/``outcome_at``.
+        """
+        self.assembler = TxAssembler(self.kind, max_pending=self._max_pending, start_offset=offset)
+        self._consumer.assign([TopicPartition(self.topic, LOG_PARTITION, max(offset, 0))])
+
+    def peek_commit(self, offset: int, timeout: float) -> CommitRecord | None:
+        """Decode the commit record at ``offset`` without feeding it to the assembler.
+
+        Returns None if the record there is not a commit of this kind. Leaves the reader
+        positioned after ``offset`` with an empty buffer: call ``seek`` next.
+        """
+        self.seek(offset)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TxLogError(f"{self.topic!r}: offset {offset} not readable", retriable=True)
+            msg = self._consumer.poll(min(remaining, 0.5))
+            if msg is None or msg.error() is not None or msg.offset() is None:
+                continue
+            if msg.offset() != offset:  # offset was not a record (e.g. beyond a gap)
+                return None
+            self.assembler.position = offset + 1
+            key, value = msg.key(), msg.value()
+            if key is None or not bytes(key).startswith(f"{COMMIT}/".encode()):
+                return None
+            try:
+                rec = decode_commit(value or b"")
+            except ValueError:
+                return None
+            return rec if rec.kind == self.kind else None
+
     def _record(self, outcome: Outcome) -> None:
-        if isinstance(outcome, Applied | Inconsistent):
+        if isinstance(outcome, Applied | Inconsistent | Unseen):
             self._by_offset[outcome.commit_offset] = outcome
             while len(self._by_offset) > self._keep:
                 self._by_offset.popitem(last=False)
@@ -249,8 +289,12 @@ class TxLogReader:
         """The latest applied transaction with this txid read so far, if any."""
         return self._applied.get(txid)
 
-    def outcome_at(self, commit_offset: int) -> Applied | Inconsistent | None:
-        """What the commit record at ``commit_offset`` decided, if it has been read."""
+    def outcome_at(self, commit_offset: int) -> Applied | Inconsistent | Unseen | None:
+        """What the commit record at ``commit_offset`` decided, if it has been read.
+
+        ``Unseen`` means its parts start before where this reader started: ``seek`` to its
+        ``first_offset`` and read again to judge it.
+        """
         return self._by_offset.get(commit_offset)
 
     def expire(self, older_than_offset: int) -> int:

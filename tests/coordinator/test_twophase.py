@@ -18,6 +18,7 @@ from coordinator.twophase import (
     Outcome,
     Skipped,
     TxAssembler,
+    Unseen,
     commit_key,
     decode_commit,
     digest,
@@ -321,3 +322,24 @@ def test_assignment_parts_must_agree() -> None:
         Assignment.from_parts({})
     with pytest.raises(AssignmentDecodeError):
         Assignment.from_parts({"m1": b"junk"})
+
+
+def test_assembler_started_mid_log_answers_unseen_not_inconsistent() -> None:
+    parts = {"a": b"1", "b": b"2"}
+    # parts at 10, 11; commit at 12 naming first offset 10; a reader that started at 11
+    asm = TxAssembler("assign", start_offset=11)
+    assert asm.feed("assign/9/b", b"2", 11) == []
+    out = asm.feed("commit/9", encode_commit("assign", parts, first_offset=10), 12)
+    assert out == [Unseen("9", commit_offset=12, first_offset=10)]
+    # a reader that started at the first part applies it
+    asm = TxAssembler("assign", start_offset=10)
+    asm.feed("assign/9/a", b"1", 10)
+    asm.feed("assign/9/b", b"2", 11)
+    assert asm.feed("commit/9", encode_commit("assign", parts, first_offset=10), 12) == [
+        Applied("9", parts, 12)
+    ]
+    # missing parts after the start are still inconsistent
+    asm = TxAssembler("assign", start_offset=10)
+    asm.feed("assign/9/a", b"1", 10)
+    out = asm.feed("commit/9", encode_commit("assign", parts, first_offset=10), 12)
+    assert isinstance(out[0], Inconsistent)

@@ -179,3 +179,22 @@ def test_read_until_past_the_end_times_out(broker: str, topic: str) -> None:
         assert ei.value.retriable
     finally:
         r.close()
+
+
+def test_fresh_reader_jumps_to_the_pointed_generation(broker: str, topic: str) -> None:
+    writer = AssignmentLog(broker, topic)
+    old = [writer.publish(g, "a", {"a": [0, 1], "b": [2]}, TIMEOUT) for g in range(1, 4)]
+    latest = writer.publish(4, "b", {"a": [2], "b": [0, 1]}, TIMEOUT)
+    writer.close()
+    fresh = AssignmentLog(broker, topic)
+    replay = AssignmentLog(broker, topic, jump=False)
+    try:
+        assert fresh.read(latest, TIMEOUT) == Assignment(4, "b", {"a": [2], "b": [0, 1]})
+        assert fresh.reader.outcome_at(old[-1].commit_offset) is None  # skipped, not read
+        assert replay.read(latest, TIMEOUT) == fresh.read(latest, TIMEOUT)
+        assert replay.read(old[0], TIMEOUT) is not None  # the replaying reader saw everything
+        # asked for a generation before its jump point, the reader goes back for it
+        assert fresh.read(old[0], TIMEOUT) == Assignment(1, "a", {"a": [0, 1], "b": [2]})
+    finally:
+        fresh.close()
+        replay.close()
