@@ -11,7 +11,8 @@ from worker.settings import AppSettings
 
 def replication_for(settings: AppSettings, timeout: float = 10.0) -> int:
     """Three replicas where the cluster has three brokers or more, else one per broker."""
-    admin = AdminClient(settings.librdkafka_config())
+    config: dict[str, str | int | float | bool] = {**settings.librdkafka_config()}
+    admin = AdminClient(config)
     brokers = len(admin.list_topics(timeout=timeout).brokers)
     return max(1, min(3, brokers))
 
