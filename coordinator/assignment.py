@@ -17,7 +17,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from coordinator.errors import InconsistentAssignmentError, RingleaderError
 from coordinator.twophase import Applied, Unseen
-from coordinator.txlog import TxLogReader, TxLogWriter
+from coordinator.txlog import TxLogReader, TxLogWriter, peek_commit
 
 KIND = "assign"
 PART_VERSION = 1
@@ -194,10 +194,11 @@ class AssignmentLog:
     @property
     def reader(self) -> TxLogReader:
         if self._reader is None:
-            self._reader = TxLogReader(
-                self.bootstrap, self.topic, KIND, start_offset=self.start_offset
-            )
+            self._reader = self._new_reader(self.start_offset)
         return self._reader
+
+    def _new_reader(self, offset: int) -> TxLogReader:
+        return TxLogReader(self.bootstrap, self.topic, KIND, start_offset=offset)
 
     def publish(
         self,
@@ -232,20 +233,22 @@ class AssignmentLog:
             self.last_reason = f"offset {pointer.commit_offset} is before this log's start"
             return None
         deadline = time.monotonic() + timeout
-        fresh = self._reader is None
-        reader = self.reader
         off = pointer.commit_offset
-        if reader.outcome_at(off) is None and (
-            (fresh and self.jump and off > self.start_offset) or off < reader.assembler.start_offset
+        fresh = self._reader is None
+        if fresh or (
+            self.reader.outcome_at(off) is None and off < self.reader.assembler.start_offset
         ):
-            # Not read yet and not ahead of this reader: start at the commit's first part
-            # (named by the commit record) instead of replaying the whole log.
+            # Not read, and not ahead of where this reader reads: start at the commit's first
+            # part (the commit record names it) instead of replaying the uncompacted log.
             first = self.start_offset
-            if self.jump:
-                rec = reader.peek_commit(off, timeout)
+            if self.jump and off > self.start_offset:
+                rec = peek_commit(self.bootstrap, self.topic, KIND, off, timeout)
                 if rec is not None and rec.first_offset >= self.start_offset:
                     first = rec.first_offset
-            reader.seek(first)
+            if fresh:
+                self._reader = self._new_reader(first)
+            else:
+                self.reader.seek(first)
             timeout = max(0.0, deadline - time.monotonic())
         self.reader.read_until(pointer.commit_offset, timeout)
         outcome = self.reader.outcome_at(pointer.commit_offset)

@@ -32,7 +32,7 @@ from coordinator.twophase import (
     part_key,
 )
 
-__all__ = ["TxLogError", "TxLogReader", "TxLogWriter", "ensure_topic"]
+__all__ = ["TxLogError", "TxLogReader", "TxLogWriter", "ensure_topic", "peek_commit"]
 
 LOG_PARTITION = 0
 
@@ -140,6 +140,56 @@ class TxLogWriter:
         self._producer.flush(timeout)
 
 
+def _consumer(bootstrap: str, fetch_wait_ms: int) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            # librdkafka insists on a group id; with assign() no group is ever joined.
+            "group.id": f"ringleader-txlog-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            # A fetch parked at the log's end is answered only after this wait on Tansu even
+            # when data arrives, and a seek waits for it on both brokers: keep it short.
+            "fetch.wait.max.ms": fetch_wait_ms,
+        }
+    )
+
+
+def peek_commit(
+    bootstrap: str, topic: str, kind: str, offset: int, timeout: float
+) -> CommitRecord | None:
+    """Decode the commit record of ``kind`` at ``offset`` with a short-lived consumer.
+
+    Returns None if the record there is not such a commit. Used to find where a
+    transaction's parts begin (``CommitRecord.first_offset``) without reading the log.
+    """
+    consumer = _consumer(bootstrap, 100)
+    try:
+        consumer.assign([TopicPartition(topic, LOG_PARTITION, max(offset, 0))])
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TxLogError(f"{topic!r}: offset {offset} not readable", retriable=True)
+            msg = consumer.poll(min(remaining, 0.5))
+            if msg is None or msg.error() is not None or msg.offset() is None:
+                continue
+            if msg.offset() != offset:  # no record at that offset (e.g. a control record)
+                return None
+            key, value = msg.key(), msg.value()
+            if key is None or not bytes(key).startswith(f"{COMMIT}/".encode()):
+                return None
+            try:
+                rec = decode_commit(value or b"")
+            except ValueError:
+                return None
+            return rec if rec.kind == kind else None
+    finally:
+        consumer.close()
+
+
 class TxLogReader:
     """Reads partition 0 of ``topic`` from ``start_offset`` into a ``TxAssembler``.
 
@@ -156,6 +206,7 @@ class TxLogReader:
         start_offset: int = 0,
         max_pending: int = 10_000,
         keep: int = 1024,
+        fetch_wait_ms: int = 100,
     ) -> None:
         self.topic = topic
         self.kind = kind
@@ -164,17 +215,7 @@ class TxLogReader:
         self._keep = keep
         self._by_offset: OrderedDict[int, Applied | Inconsistent | Unseen] = OrderedDict()
         self._applied: OrderedDict[str, Applied] = OrderedDict()
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                # librdkafka insists on a group id; with assign() no group is ever joined.
-                "group.id": f"ringleader-txlog-reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-            }
-        )
+        self._consumer = _consumer(bootstrap, fetch_wait_ms)
         self._consumer.assign([TopicPartition(topic, LOG_PARTITION, max(start_offset, 0))])
         self._closed = False
 
@@ -246,33 +287,6 @@ class TxLogReader:
         """
         self.assembler = TxAssembler(self.kind, max_pending=self._max_pending, start_offset=offset)
         self._consumer.assign([TopicPartition(self.topic, LOG_PARTITION, max(offset, 0))])
-
-    def peek_commit(self, offset: int, timeout: float) -> CommitRecord | None:
-        """Decode the commit record at ``offset`` without feeding it to the assembler.
-
-        Returns None if the record there is not a commit of this kind. Leaves the reader
-        positioned after ``offset`` with an empty buffer: call ``seek`` next.
-        """
-        self.seek(offset)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TxLogError(f"{self.topic!r}: offset {offset} not readable", retriable=True)
-            msg = self._consumer.poll(min(remaining, 0.5))
-            if msg is None or msg.error() is not None or msg.offset() is None:
-                continue
-            if msg.offset() != offset:  # offset was not a record (e.g. beyond a gap)
-                return None
-            self.assembler.position = offset + 1
-            key, value = msg.key(), msg.value()
-            if key is None or not bytes(key).startswith(f"{COMMIT}/".encode()):
-                return None
-            try:
-                rec = decode_commit(value or b"")
-            except ValueError:
-                return None
-            return rec if rec.kind == self.kind else None
 
     def _record(self, outcome: Outcome) -> None:
         if isinstance(outcome, Applied | Inconsistent | Unseen):
