@@ -129,7 +129,7 @@ def format_storage(node: KafkaNode, nodes: list[KafkaNode], cluster_id: str, lib
     (node.dir / "server.properties").write_text(_properties(node, nodes))
     proc = subprocess.run(
         [_java(), HEAP, "-cp", _classpath(libs), "kafka.tools.StorageTool", "format",
-         "-t", cluster_id, "-c", str(node.dir / "server.properties")],
+         f"--cluster-id={cluster_id}", "-c", str(node.dir / "server.properties")],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -140,7 +140,8 @@ def format_storage(node: KafkaNode, nodes: list[KafkaNode], cluster_id: str, lib
 
 def format_cluster(nodes: list[KafkaNode], libs: Path) -> str:
     """Format every node's storage in parallel with one cluster id; return the id."""
-    # Kafka cluster ids are 16 random bytes in unpadded url-safe base64.
+    # Kafka cluster ids are 16 random bytes in unpadded url-safe base64; one may start with
+    # "-", so the tool gets it as --cluster-id=ID (a separate "-..." would read as a flag).
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
         list(pool.map(lambda n: format_storage(n, nodes, cluster_id, libs), nodes))
