@@ -9,7 +9,7 @@ from typing import Any
 import msgpack
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ringleader.local import services
@@ -33,15 +33,12 @@ def create_topic(bootstrap: str, topic: str, partitions: int, rf: int = 1) -> No
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 120) -> list[Any]:
+    # assign(), not subscribe(): Tansu holds every JoinGroup for half the session timeout.
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        {"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader", "enable.auto.commit": False}
     )
-    consumer.subscribe([topic])
+    meta = consumer.list_topics(topic, timeout=30).topics[topic]
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
     out: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
