@@ -11,66 +11,32 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import pytest
+
+from ringleader.local import services
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def _unavailable(what: str, err: BaseException) -> None:
+def _unavailable(what: str, err: BaseException) -> NoReturn:
     if CI:
         pytest.fail(f"{what} could not start under CI: {err}")
     pytest.skip(f"{what} unavailable: {err}")
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = os.environ.get("RINGLEADER_TEST_KAFKA")
-    if env:
-        yield env
-        return
-    from ringleader.local import services
-
-    d = tmp_path_factory.mktemp("kafka")
+@contextmanager
+def _stack(
+    factory: pytest.TempPathFactory, what: str, **services_up: Any
+) -> Iterator[services.Stack]:
+    """Start a stack for the session; under CI a failed start fails, elsewhere it skips."""
+    d = factory.mktemp(what.split(maxsplit=1)[0].lower())
     try:
-        stack = services.up(d, kafka_nodes=1)
+        stack = services.up(d, **services_up)
     except services.ServiceStartError as e:
-        _unavailable("Apache Kafka", e)
-    try:
-        yield stack.bootstrap
-    finally:
-        services.down(d)
-
-
-@pytest.fixture(scope="session")
-def tansu_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = os.environ.get("RINGLEADER_TEST_TANSU")
-    if env:
-        yield env
-        return
-    from ringleader.local import services
-
-    d = tmp_path_factory.mktemp("tansu")
-    try:
-        stack = services.up(d, tansu=True)
-    except services.ServiceStartError as e:
-        _unavailable("Tansu", e)
-    try:
-        yield stack.bootstrap
-    finally:
-        services.down(d)
-
-
-@pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A three-node KRaft cluster; yields the `services.Stack` (nodes carry pids)."""
-    from ringleader.local import services
-
-    d = tmp_path_factory.mktemp("kafka3")
-    try:
-        stack = services.up(d, kafka_nodes=3)
-    except services.ServiceStartError as e:
-        _unavailable("Apache Kafka three-node cluster", e)
+        _unavailable(what, e)
     try:
         yield stack
     finally:
@@ -78,23 +44,37 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = os.environ.get("RINGLEADER_TEST_REDIS")
-    if env:
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if env := os.environ.get("RINGLEADER_TEST_KAFKA"):
         yield env
         return
-    from ringleader.local import services
+    with _stack(tmp_path_factory, "Apache Kafka", kafka_nodes=1) as stack:
+        yield str(stack.bootstrap)
 
-    d = tmp_path_factory.mktemp("redis")
-    try:
-        stack = services.up(d, redis=True)
-    except services.ServiceStartError as e:
-        _unavailable("Redis", e)
-    try:
-        assert stack.redis is not None
-        yield stack.redis
-    finally:
-        services.down(d)
+
+@pytest.fixture(scope="session")
+def tansu_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if env := os.environ.get("RINGLEADER_TEST_TANSU"):
+        yield env
+        return
+    with _stack(tmp_path_factory, "Tansu", tansu=True) as stack:
+        yield str(stack.bootstrap)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Stack]:
+    """A three-node KRaft cluster; yields the `services.Stack` (`.nodes` carry pids)."""
+    with _stack(tmp_path_factory, "Apache Kafka three-node cluster", kafka_nodes=3) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if env := os.environ.get("RINGLEADER_TEST_REDIS"):
+        yield env
+        return
+    with _stack(tmp_path_factory, "Redis", redis=True) as stack:
+        yield str(stack.redis)
 
 
 @pytest.fixture(params=["kafka", "tansu"])
