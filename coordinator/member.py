@@ -67,7 +67,7 @@ from coordinator.membership import (
 )
 from coordinator.metadata import MemberMetadata, MetadataDecodeError
 from coordinator.settings import MemberSettings
-from coordinator.wire import GroupClient
+from coordinator.wire import CoordinatorAddress, GroupClient
 
 log = logging.getLogger("ringleader.coordinator.member")
 
@@ -139,6 +139,7 @@ class Member:
         self._member_id = ""
         self._leader_id = ""
         self._state = State.UNJOINED
+        self._lease_until = float("-inf")
         self._fatal: str | None = None
         self._crash: BaseException | None = None
         # What the next JoinGroup metadata reports (the last generation applied).
@@ -187,6 +188,31 @@ class Member:
         """Partitions of the applied generation (empty when holding none)."""
         with self._lock:
             return self._assigned if self._holding else ()
+
+    @property
+    def coordinator(self) -> CoordinatorAddress | None:
+        """The broker last found to coordinate the group (None before the first lookup)."""
+        return self._client.coordinator
+
+    @property
+    def leader_id(self) -> str:
+        with self._lock:
+            return self._leader_id
+
+    @property
+    def lease_deadline(self) -> float:
+        """Until when (on `clock`) the applied assignment is safe to act on: the self-fencing
+        deadline. Past it the broker may have handed the partitions to someone else."""
+        with self._lock:
+            return self._lease_until if self._holding else float("-inf")
+
+    def owns(self, partition: int) -> bool:
+        """Whether a task of `partition` may be started now: the partition is in the applied
+        assignment and the session lease has not lapsed. Check it before every task: it
+        stays correct even when the member thread has been paused (SIGSTOP, GC, swap)."""
+        now = self._clock()
+        with self._lock:
+            return self._holding and partition in self._assigned and now < self._lease_until
 
     @property
     def state(self) -> State:
@@ -296,6 +322,9 @@ class Member:
             self._member_id = self._sm.member_id
             self._leader_id = self._sm.leader_id
             self._state = self._sm.state
+            self._lease_until = (
+                self._sm.fence_deadline if self._sm.assigned is not None else float("-inf")
+            )
             self._changed.notify_all()
         return cmds
 
