@@ -3,6 +3,9 @@
 This package is a thin facade; the parts live in `coordinator`, `worker` and `registry`.
 """
 
+from worker.app import App
+from worker.client import Client
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["App", "Client", "__version__"]

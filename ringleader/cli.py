@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from registry import cli as registry_cli
 from ringleader import demo
 from ringleader.local import cli as local_cli
+from worker import cli as worker_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     local_cli.add_parser(sub)
     demo.add_parser(sub)
     registry_cli.add_parser(sub)
+    worker_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,266 @@
+"""`ringleader worker | submit | status | tail`.
+
+Connection options (`--namespace`, `--bootstrap`, `--redis`) default to RINGLEADER_NAMESPACE,
+RINGLEADER_BOOTSTRAP and RINGLEADER_REDIS, then to the built-in defaults.
+
+Exit codes (for scripts):
+  0  ok
+  1  the task failed (submit --wait), or the worker stopped on a fatal error
+  2  usage: bad arguments, bad JSON, bad configuration, a task that cannot be sent
+  3  the broker or Redis could not be reached (or refused the submission)
+  4  timed out waiting for a result (submit --wait --timeout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from coordinator.errors import BrokerUnavailableError, ConfigError
+from worker.errors import EnvelopeError, ResultTimeout, TaskError
+from worker.settings import AppSettings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_TIMEOUT = 4
+
+# librdkafka logs every failed connection attempt to stderr; the CLI reports one clear error.
+_QUIET = {"log_level": 2}
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("connection (default: the RINGLEADER_* environment)")
+    g.add_argument("--namespace", help="topic prefix (RINGLEADER_NAMESPACE)")
+    g.add_argument("--bootstrap", help="Kafka bootstrap host:port[,...] (RINGLEADER_BOOTSTRAP)")
+    g.add_argument("--redis", help="Redis URL for results and the registry (RINGLEADER_REDIS)")
+    return p
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `worker`, `submit`, `status` and `tail` to the main CLI's subparsers."""
+    conn = _connection_options()
+
+    p = sub.add_parser(
+        "worker", parents=[conn], help="run a worker process for an App", description=__doc__
+    )
+    p.add_argument("app", metavar="MODULE:APP", help="where the App is, e.g. myproj.tasks:app")
+    p.add_argument("--id", dest="worker_id", help="worker id (default: host-pid)")
+    p.add_argument("--concurrency", type=_positive_int, help="handler threads")
+    p.set_defaults(func=run_worker_cmd)
+
+    p = sub.add_parser(
+        "submit", parents=[conn], help="submit a task", description="Submit one task."
+    )
+    p.add_argument("name", help="task name")
+    p.add_argument("--args", default="[]", metavar="JSON", help="positional args, a JSON array")
+    p.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword args, a JSON object")
+    p.add_argument("--key", help="routing key (same key, same partition, in order)")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--idempotency-key", help="same key, same task id: runs at most once")
+    p.add_argument("--wait", action="store_true", help="wait and print the result as JSON")
+    p.add_argument("--timeout", type=float, help="with --wait: give up after S seconds (exit 4)")
+    p.set_defaults(func=submit_cmd)
+
+    p = sub.add_parser("status", parents=[conn], help="group, assignment, lag, registry")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--group", help="workers' group id (default: RINGLEADER_GROUP_ID or <ns>.workers)"
+    )
+    p.set_defaults(func=status_cmd)
+
+    p = sub.add_parser("tail", parents=[conn], help="follow task events until Ctrl-C")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--max", type=_positive_int, metavar="N", help="stop after N events")
+    p.add_argument("--idle", type=float, metavar="S", help="stop after S seconds without events")
+    p.set_defaults(func=tail_cmd)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _err(msg: str) -> None:
+    print(f"ringleader: error: {msg}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace) -> AppSettings:
+    return AppSettings.from_env(
+        namespace=args.namespace, bootstrap=args.bootstrap, redis=args.redis
+    )
+
+
+def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Turn the errors a person can act on into one line and an exit code."""
+    from worker.client import RedisUnavailableError, SubmitError
+
+    try:
+        return fn(args)
+    except ConfigError as e:
+        _err(f"configuration: {e}")
+        return EXIT_USAGE
+    except EnvelopeError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except (BrokerUnavailableError, RedisUnavailableError, SubmitError) as e:
+        _err(str(e))
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- worker ---------------------------------------------------------------------------------
+
+
+def run_worker_cmd(args: argparse.Namespace) -> int:
+    # The App is built by the user's module, from the environment for what it leaves unset.
+    for opt, var in (
+        ("namespace", "RINGLEADER_NAMESPACE"),
+        ("bootstrap", "RINGLEADER_BOOTSTRAP"),
+        ("redis", "RINGLEADER_REDIS"),
+    ):
+        value = getattr(args, opt)
+        if value is not None:
+            os.environ[var] = value
+    from worker.run import run_worker  # imported late: it pulls in the whole runtime
+
+    return run_worker(args.app, args.worker_id, args.concurrency)
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+def _json_arg(text: str, option: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EnvelopeError(f"{option} is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, kind):
+        want = "an array" if kind is list else "an object"
+        raise EnvelopeError(f"{option} must be {want} in JSON, got {type(value).__name__}")
+    return value
+
+
+def submit_cmd(args: argparse.Namespace) -> int:
+    return _guard(_submit, args)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from worker.client import Client
+
+    task_args = _json_arg(args.args, "--args", list)
+    task_kwargs = _json_arg(args.kwargs, "--kwargs", dict)
+    if args.timeout is not None and not args.wait:
+        raise EnvelopeError("--timeout only makes sense with --wait")
+    if args.timeout is not None and args.timeout < 0:
+        raise EnvelopeError("--timeout must be >= 0 seconds")
+    with Client(settings=_settings(args), producer_config=_QUIET) as client:
+        h = client.submit(
+            args.name,
+            task_args,
+            task_kwargs,
+            key=args.key,
+            priority=args.priority,
+            idempotency_key=args.idempotency_key,
+        )
+        if not args.wait:
+            print(h.id, flush=True)
+            return EXIT_OK
+        print(f"submitted {h.id}", file=sys.stderr, flush=True)
+        try:
+            value = h.result(timeout=args.timeout)
+        except TaskError as e:
+            _err(str(e))
+            return EXIT_FAILED
+        except ResultTimeout as e:
+            _err(f"{e} (it may still run; check `ringleader tail` or submit --wait again)")
+            return EXIT_TIMEOUT
+        print(json.dumps(value, default=_jsonable), flush=True)
+        return EXIT_OK
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return repr(value)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def status_cmd(args: argparse.Namespace) -> int:
+    return _guard(_status, args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from worker.status import format_text, gather
+
+    report = gather(_settings(args), group_id=args.group)
+    if args.json:
+        print(json.dumps(report.to_json(), default=_jsonable), flush=True)
+    else:
+        print(format_text(report), flush=True)
+    return EXIT_UNAVAILABLE if report.unreachable else EXIT_OK
+
+
+# --- tail -----------------------------------------------------------------------------------
+
+
+def tail_cmd(args: argparse.Namespace) -> int:
+    return _guard(_tail, args)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from worker.events import tail
+
+    n = 0
+    try:
+        for ev in tail(_settings(args), args.from_beginning, idle=args.idle):
+            if args.json:
+                row = {
+                    "task_id": ev.task_id,
+                    "name": ev.name,
+                    "kind": ev.kind.value,
+                    "attempt": ev.attempt,
+                    "at": ev.at,
+                    "error": ev.error,
+                    "delay": ev.delay,
+                    "worker_id": ev.worker_id,
+                }
+                print(json.dumps(row), flush=True)
+            else:
+                print(format_event(ev), flush=True)
+            n += 1
+            if args.max is not None and n >= args.max:
+                break
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a person stops following
+    except BrokenPipeError:  # `ringleader tail | head`
+        sys.stderr.close()
+    return EXIT_OK
+
+
+def format_event(ev: Any) -> str:
+    at = time.strftime("%H:%M:%S", time.localtime(ev.at)) + f".{int(ev.at % 1 * 1000):03d}"
+    line = f"{at} {ev.kind.value:<13} {ev.name} {ev.task_id} attempt {ev.attempt}"
+    if ev.worker_id:
+        line += f" on {ev.worker_id}"
+    if ev.delay is not None:
+        line += f" retry in {ev.delay:.2f}s"
+    if ev.error:
+        line += f": {ev.error}"
+    return line

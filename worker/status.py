@@ -1,0 +1,400 @@
+"""What `ringleader status` shows, gathered from the broker and Redis.
+
+* the group (DescribeGroups through `coordinator.wire`): state and members; each member's
+  SyncGroup blob is the `AssignmentPointer` of its committed generation, which names the
+  generation, the leader and the commit record on `<ns>.assignments`; the committed parts
+  there give every member's partitions. With no live member, the last committed generation
+  found on the log is shown instead (marked as such).
+* lag per partition of `<ns>.tasks`: end offset minus the group's committed offset
+  (OffsetFetch through `coordinator.wire`);
+* the dead-letter count: records between the start and the end of `<ns>.dead-letter`;
+* registry services and instances (`registry.cli.ls/summary`) and the circuit breakers whose
+  state is shared through Redis (pybreaker's CircuitRedisStorage keys under the registry
+  prefix).
+
+End offsets: Tansu answers ListOffsets(latest) with the base offset of the partition's last
+record batch + 1, so a watermark undercounts when the last batch holds several records. The
+end offset is therefore the watermark corrected by reading the record batch at it.
+
+Each part is gathered on its own; one that fails is reported in `errors` and the rest shown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis as redis_lib
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from kafka.protocol.admin.groups import DescribeGroupsRequest, DescribeGroupsResponse
+
+from coordinator.assignment import KIND as ASSIGN_KIND
+from coordinator.assignment import (
+    Assignment,
+    AssignmentDecodeError,
+    AssignmentLog,
+    AssignmentPointer,
+)
+from coordinator.errors import BrokerUnavailableError, ErrorCode, RingleaderError
+from coordinator.metadata import MemberMetadata, MetadataDecodeError
+from coordinator.twophase import Applied
+from coordinator.txlog import TxLogError, TxLogReader
+from coordinator.wire import Connection, GroupClient, find_coordinator
+from worker.routing import topics
+from worker.settings import AppSettings
+
+__all__ = ["MemberView", "PartitionLag", "StatusReport", "format_text", "gather", "group_id_for"]
+
+
+def group_id_for(namespace: str, environ: Mapping[str, str] | None = None) -> str:
+    """The workers' group: RINGLEADER_GROUP_ID, else `<ns>.workers` (as the runtime uses)."""
+    env = os.environ if environ is None else environ
+    return env.get("RINGLEADER_GROUP_ID") or f"{namespace}.workers"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    member_id: str
+    worker_id: str | None
+    client_host: str
+    partitions: list[int] | None  # None: not in the committed generation shown
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    partition: int
+    end: int
+    committed: int | None  # None: the group never committed this partition
+    lag: int
+
+
+@dataclass(slots=True)
+class StatusReport:
+    namespace: str
+    group: str
+    group_state: str | None = None
+    generation: int | None = None
+    leader: str | None = None
+    assignment_source: str | None = None  # "live" (from the members) or "log" (last committed)
+    members: list[MemberView] = field(default_factory=list)
+    lag: list[PartitionLag] = field(default_factory=list)
+    total_lag: int | None = None
+    dead_letters: int | None = None
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    registry: dict[str, Any] | None = None
+    breakers: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    unreachable: bool = False  # Redis could not be reached (the broker raises instead)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gather(
+    settings: AppSettings,
+    *,
+    group_id: str | None = None,
+    registry_prefix: str = "ringleader:registry",
+    timeout: float = 10.0,
+) -> StatusReport:
+    """Collect the whole report; raises BrokerUnavailableError only if the broker cannot be
+    reached at all (each other failure lands in `errors`)."""
+    group = group_id or group_id_for(settings.namespace)
+    report = StatusReport(settings.namespace, group)
+    t = topics(settings.namespace)
+    consumer = _consumer(settings)
+    try:
+        try:
+            md = consumer.list_topics(timeout=timeout)
+        except KafkaException as e:
+            raise BrokerUnavailableError(
+                f"cannot reach the broker at {settings.bootstrap} within {timeout:g}s: {e}"
+            ) from e
+        parts = {
+            name: sorted(md.topics[name].partitions)
+            for name in (t.tasks, t.dead_letter)
+            if name in md.topics and md.topics[name].error is None
+        }
+        if t.tasks not in parts:
+            report.errors.append(f"topic {t.tasks!r} does not exist (nothing submitted yet?)")
+        _group(report, settings, group, timeout)
+        if t.tasks in parts:
+            _lag(
+                report,
+                settings,
+                consumer,
+                group=group,
+                topic=t.tasks,
+                partitions=parts[t.tasks],
+                timeout=timeout,
+            )
+        if t.dead_letter in parts:
+            ends = end_offsets(consumer, t.dead_letter, parts[t.dead_letter], timeout)
+            report.dead_letters = sum(hi - lo for lo, hi in ends.values())
+        else:
+            report.dead_letters = 0
+    finally:
+        consumer.close()
+    _registry(report, settings, registry_prefix)
+    return report
+
+
+def _consumer(settings: AppSettings) -> Consumer:
+    return Consumer(
+        {
+            **settings.librdkafka_config(),
+            "group.id": f"ringleader-status-{uuid.uuid4().hex}",  # assign() only: never joined
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "allow.auto.create.topics": False,
+            "fetch.wait.max.ms": 50,
+            "log_level": 2,  # no per-attempt connection noise: failures raise a clear error
+        }
+    )
+
+
+def end_offsets(
+    consumer: Consumer, topic: str, partitions: list[int], timeout: float
+) -> dict[int, tuple[int, int]]:
+    """(start, end) offsets per partition, the end corrected for Tansu (see the module doc)."""
+    deadline = time.monotonic() + timeout
+    out: dict[int, tuple[int, int]] = {}
+    for p in partitions:
+        lo, hi = consumer.get_watermark_offsets(
+            TopicPartition(topic, p), timeout=max(0.1, deadline - time.monotonic()), cached=False
+        )
+        out[p] = (int(lo), int(hi))
+    probe = [TopicPartition(topic, p, hi - 1) for p, (lo, hi) in out.items() if hi > lo]
+    if not probe:
+        return out
+    consumer.assign(probe)
+    waiting = {tp.partition for tp in probe}
+    quiet_until = None
+    # Read the batch at end-1 of each partition; stop once each answered and nothing more came.
+    while time.monotonic() < deadline:
+        msgs = consumer.consume(1000, timeout=0.1)
+        got = False
+        for m in msgs:
+            if m.error() is not None or m.offset() is None:
+                continue
+            got = True
+            p, off = m.partition() or 0, int(m.offset() or 0)
+            lo, hi = out[p]
+            out[p] = (lo, max(hi, off + 1))
+            waiting.discard(p)
+        if not waiting:
+            if got:
+                quiet_until = time.monotonic() + 0.2
+            elif quiet_until is None or time.monotonic() >= quiet_until:
+                break
+    consumer.unassign()
+    return out
+
+
+def _group(report: StatusReport, settings: AppSettings, group: str, timeout: float) -> None:
+    t = topics(settings.namespace)
+    described: list[tuple[str, str, bytes, bytes]] = []
+    try:
+        coord = find_coordinator(settings.bootstrap, group, timeout=timeout)
+        conn = Connection(coord.host, coord.port, connect_timeout=timeout)
+        try:
+            resp = conn.request(
+                DescribeGroupsRequest(groups=[group]), DescribeGroupsResponse, timeout
+            )
+        finally:
+            conn.close()
+        g = resp.groups[0]
+        if g.error_code != 0:
+            report.errors.append(f"DescribeGroups: {ErrorCode.of(g.error_code).name}")
+            return
+        report.group_state = str(g.group_state)
+        for m in g.members:
+            described.append(
+                (
+                    str(m.member_id),
+                    str(m.client_host),
+                    bytes(m.member_metadata or b""),
+                    bytes(m.member_assignment or b""),
+                )
+            )
+    except RingleaderError as e:
+        report.errors.append(f"group {group!r}: {e}")
+        return
+    pointer: AssignmentPointer | None = None
+    for _, _, _, blob in described:
+        try:
+            p = AssignmentPointer.decode(blob)
+        except AssignmentDecodeError:
+            continue
+        if pointer is None or p.generation > pointer.generation:
+            pointer = p
+    assignment: Assignment | None = None
+    try:
+        if pointer is not None:
+            alog = AssignmentLog(settings.bootstrap, t.assignments)
+            try:
+                assignment = alog.read(pointer, timeout)
+                if assignment is None:
+                    report.errors.append(f"assignment not readable: {alog.last_reason}")
+            finally:
+                alog.close()
+            report.assignment_source = "live"
+        else:
+            assignment = last_committed(settings, timeout)
+            report.assignment_source = None if assignment is None else "log"
+    except (TxLogError, KafkaException) as e:
+        report.errors.append(f"reading {t.assignments!r}: {e}")
+    if assignment is not None:
+        report.generation = assignment.generation
+        report.leader = assignment.leader
+    elif pointer is not None:
+        report.generation, report.leader = pointer.generation, pointer.leader_id
+    owners = assignment.owners if assignment is not None else {}
+    seen = set()
+    for member_id, host, meta, _ in sorted(described):
+        worker_id = None
+        with contextlib.suppress(MetadataDecodeError):
+            worker_id = MemberMetadata.decode(meta).worker_id
+        parts = owners.get(member_id)
+        report.members.append(MemberView(member_id, worker_id, host, parts))
+        seen.add(member_id)
+    if report.assignment_source == "log":  # nobody is live: show who held what last
+        for member_id in sorted(set(owners) - seen):
+            report.members.append(MemberView(member_id, None, "", owners[member_id]))
+
+
+def last_committed(settings: AppSettings, timeout: float) -> Assignment | None:
+    """The last consistently committed generation on `<ns>.assignments` (reads the log)."""
+    reader = TxLogReader(settings.bootstrap, topics(settings.namespace).assignments, ASSIGN_KIND)
+    try:
+        last: Applied | None = None
+        for o in reader.read_available(timeout):
+            if isinstance(o, Applied):
+                last = o
+        if last is None:
+            return None
+        try:
+            return Assignment.from_parts(last.parts)
+        except (ValueError, RingleaderError):
+            return None
+    finally:
+        reader.close()
+
+
+def _lag(
+    report: StatusReport,
+    settings: AppSettings,
+    consumer: Consumer,
+    *,
+    group: str,
+    topic: str,
+    partitions: list[int],
+    timeout: float,
+) -> None:
+    try:
+        ends = end_offsets(consumer, topic, partitions, timeout)
+    except KafkaException as e:
+        report.errors.append(f"end offsets of {topic!r}: {e}")
+        return
+    committed: dict[int, int] = {}
+    gc = GroupClient(settings.bootstrap, group, connect_timeout=timeout)
+    try:
+        gc.find_coordinator(timeout)
+        for p, po in gc.fetch_offsets(topic=topic, partitions=partitions, timeout=timeout).items():
+            if po.error == ErrorCode.NONE and po.offset >= 0:
+                committed[p] = po.offset
+    except RingleaderError as e:
+        report.errors.append(f"committed offsets of group {group!r}: {e}")
+    finally:
+        gc.close()
+    total = 0
+    for p in partitions:
+        lo, hi = ends[p]
+        c = committed.get(p)
+        lag = max(0, hi - (c if c is not None else lo))
+        total += lag
+        report.lag.append(PartitionLag(p, hi, c, lag))
+    report.total_lag = total
+
+
+def _registry(report: StatusReport, settings: AppSettings, prefix: str) -> None:
+    from registry.backend import RegistryBackend
+    from registry.cli import ls, summary
+    from registry.errors import RegistryError
+
+    r: redis_lib.Redis[bytes] = redis_lib.Redis.from_url(
+        settings.redis, socket_connect_timeout=5, socket_timeout=5
+    )
+    try:
+        backend = RegistryBackend(r, prefix)
+        report.instances = ls(backend)
+        report.registry = summary(backend)
+        report.breakers = shared_breakers(r, prefix)
+    except (redis_lib.RedisError, RegistryError, ValueError) as e:
+        if isinstance(e, redis_lib.ConnectionError | redis_lib.TimeoutError):
+            report.unreachable = True
+        report.errors.append(f"registry at {settings.redis}: {e}")
+    finally:
+        r.close()
+
+
+def shared_breakers(r: redis_lib.Redis[bytes], prefix: str) -> list[dict[str, Any]]:
+    """Breakers whose state is kept in Redis (`registry.breakers.redis_storage(r, prefix)`)."""
+    head, tail = f"{prefix}:breaker:", ":pybreaker:state"
+    out = []
+    for raw in r.scan_iter(match=f"{head}*{tail}", count=1000):
+        key = raw.decode()
+        name = key[len(head) : -len(tail)]
+        base = key[: -len("state")]
+        state, fails, opened = r.mget([key, base + "fail_counter", base + "opened_at"])
+        service, _, instance = name.partition("/")
+        out.append(
+            {
+                "service": service,
+                "instance": instance,
+                "state": (state or b"").decode(),
+                "failures": int(fails or 0),
+                "opened_at": None if opened is None else float(opened),
+            }
+        )
+    return sorted(out, key=lambda b: (b["service"], b["instance"]))
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def format_text(report: StatusReport) -> str:
+    lines = [f"namespace {report.namespace}   group {report.group}"]
+    gen = "-" if report.generation is None else str(report.generation)
+    src = " (last committed; no live member)" if report.assignment_source == "log" else ""
+    lines.append(
+        f"state {report.group_state or '-'}   generation {gen}{src}   leader {report.leader or '-'}"
+    )
+    lines.append(f"members ({len(report.members)}):")
+    for m in report.members:
+        parts = "-" if m.partitions is None else ",".join(map(str, m.partitions)) or "(none)"
+        who = f"{m.worker_id} " if m.worker_id else ""
+        lines.append(f"  {who}[{m.member_id}] {m.client_host}  partitions {parts}")
+    if report.lag:
+        lines.append(f"lag (total {report.total_lag}):")
+        for pl in report.lag:
+            c = "-" if pl.committed is None else str(pl.committed)
+            lines.append(f"  p{pl.partition:<3} end {pl.end:<8} committed {c:<8} lag {pl.lag}")
+    lines.append(f"dead letters: {'-' if report.dead_letters is None else report.dead_letters}")
+    services = sorted({i["service"] for i in report.instances})
+    lines.append(f"services ({len(services)}), instances ({len(report.instances)}):")
+    for i in report.instances:
+        lines.append(f"  {i['service']}/{i['instance']} {i['address']} {i['status']}")
+    if report.breakers:
+        lines.append("breakers:")
+        for b in report.breakers:
+            name = b["service"] + (f"/{b['instance']}" if b["instance"] else "")
+            lines.append(f"  {name} {b['state']} (failures {b['failures']})")
+    for e in report.errors:
+        lines.append(f"! {e}")
+    return "\n".join(lines)
