@@ -1,0 +1,71 @@
+"""Test app: tasks that record every execution in Redis so tests can count them.
+
+Configured from the environment (RINGLEADER_NAMESPACE, _BOOTSTRAP, _REDIS, _PARTITIONS,
+_MAX_PAYLOAD_BYTES). Keys, all under the namespace:
+  <ns>:execs    hash task id -> number of executions started
+  <ns>:log      list of "task_id pid attempt wall_time" per execution start
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from worker.app import App
+from worker.retry import Backoff
+from worker.tasks import TaskContext
+
+app = App()
+NS = app.namespace
+_r: redis.Redis[bytes] = redis.Redis.from_url(app.settings.redis)
+PID = os.getpid()
+
+
+def execs_key(ns: str) -> str:
+    return f"{ns}:execs"
+
+
+def log_key(ns: str) -> str:
+    return f"{ns}:log"
+
+
+def _record(ctx: TaskContext) -> None:
+    pipe = _r.pipeline(transaction=False)
+    pipe.hincrby(execs_key(NS), ctx.task_id, 1)
+    pipe.rpush(log_key(NS), f"{ctx.task_id} {PID} {ctx.attempt} {time.time():.6f}")
+    pipe.execute()
+
+
+@app.task(name="noop")
+def noop(*args: object, **kwargs: object) -> None:
+    return None
+
+
+@app.task(name="count", bind=True)
+def count(ctx: TaskContext, n: int = 0, sleep: float = 0.0) -> int:
+    _record(ctx)
+    if sleep:
+        time.sleep(sleep)
+    return n
+
+
+@app.task(name="flaky", bind=True, retries=3, backoff=Backoff(initial=0.4, jitter=0.1))
+def flaky(ctx: TaskContext, fail_times: int = 2) -> int:
+    _record(ctx)
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"failing attempt {ctx.attempt} on purpose")
+    return ctx.attempt
+
+
+@app.task(name="spin", bind=True, retries=0)
+def spin(ctx: TaskContext, seconds: float) -> float:
+    """Hold the GIL most of the time for `seconds` (a CPU-bound long task)."""
+    _record(ctx)
+    end = time.monotonic() + seconds
+    x = 0
+    while time.monotonic() < end:
+        for i in range(10_000):
+            x += i
+    return seconds

@@ -1,0 +1,265 @@
+"""Helpers for worker integration tests: worker OS processes, raw submission, topic reads.
+
+Workers run as `python -m worker.run tests.worker.apps.counting:app --id ID` from the
+repository root, configured through RINGLEADER_* variables. Each process's stderr goes to
+its own log file, printed when a test fails (`dump_logs`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from worker import envelope as envelope_mod
+from worker.envelope import Envelope, new_task_id
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNTING_APP = "tests.worker.apps.counting:app"
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def worker_env(
+    namespace: str,
+    bootstrap: str,
+    redis_url: str,
+    *,
+    partitions: int = 6,
+    session_ms: int = 6000,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RINGLEADER_") or k.startswith("RINGLEADER_TEST_")
+    }
+    env.update(
+        {
+            "RINGLEADER_NAMESPACE": namespace,
+            "RINGLEADER_BOOTSTRAP": bootstrap,
+            "RINGLEADER_REDIS": redis_url,
+            "RINGLEADER_PARTITIONS": str(partitions),
+            "RINGLEADER_SESSION_TIMEOUT_MS": str(session_ms),
+            "RINGLEADER_REBALANCE_TIMEOUT_MS": str(max(2 * session_ms, 12000)),
+            "RINGLEADER_HEARTBEAT_INTERVAL_MS": "500",
+            "RINGLEADER_FENCE_MARGIN_MS": "2000",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class WorkerProc:
+    worker_id: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+@dataclass
+class Workers:
+    """Worker processes of one test; `close()` stops every one still running (by PID)."""
+
+    env: dict[str, str]
+    log_dir: Path
+    app_ref: str = COUNTING_APP
+    procs: list[WorkerProc] = field(default_factory=list)
+
+    def start(
+        self, worker_id: str, concurrency: int = 4, extra_env: dict[str, str] | None = None
+    ) -> WorkerProc:
+        log_path = self.log_dir / f"{worker_id}.log"
+        env = {**self.env, **(extra_env or {})}
+        fh = open(log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "worker.run",
+                    self.app_ref,
+                    "--id",
+                    worker_id,
+                    "--concurrency",
+                    str(concurrency),
+                    "--log-level",
+                    env.get("RINGLEADER_LOG_LEVEL", "INFO"),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            fh.close()
+        wp = WorkerProc(worker_id, proc, log_path)
+        self.procs.append(wp)
+        return wp
+
+    def close(self) -> None:
+        for wp in self.procs:
+            wp.terminate()
+        for wp in self.procs:
+            try:
+                wp.wait(60)
+            except subprocess.TimeoutExpired:
+                wp.kill()
+                wp.wait(10)
+
+    def dump_logs(self, tail: int = 60) -> str:
+        out = []
+        for wp in self.procs:
+            lines = wp.log_text().splitlines()[-tail:]
+            out.append(f"----- {wp.worker_id} (rc={wp.proc.poll()}) -----")
+            out.extend(lines)
+        return "\n".join(out)
+
+
+# --- submitting without the Client ---------------------------------------------------------
+
+
+def envelopes(name: str, count: int, **kwargs: Any) -> list[Envelope]:
+    now = time.time()
+    return [
+        Envelope(id=new_task_id(), name=name, kwargs=dict(kwargs), submitted_at=now)
+        for _ in range(count)
+    ]
+
+
+def produce(bootstrap: str, topic: str, values: Iterable[bytes], timeout: float = 60.0) -> int:
+    """Produce raw values (keyed by a random id), wait for every ack; returns how many."""
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+    )
+    errors: list[str] = []
+    n = 0
+
+    def cb(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for v in values:
+        while True:
+            try:
+                p.produce(topic, value=v, key=uuid.uuid4().hex.encode(), on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        n += 1
+    left = p.flush(timeout)
+    assert not errors, errors[:3]
+    assert left == 0, f"{left} records unacknowledged"
+    return n
+
+
+def submit_envelopes(bootstrap: str, topic: str, envs: Sequence[Envelope]) -> None:
+    produce(bootstrap, topic, (envelope_mod.encode(e, max_size=None) for e in envs))
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[bytes]], bool],
+    timeout: float,
+) -> list[bytes]:
+    """Read partition 0 of `topic` from the start until `until(values)` or the deadline."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    values: list[bytes] = []
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + timeout
+        while not until(values) and time.monotonic() < deadline:
+            for m in c.consume(num_messages=1000, timeout=0.2):
+                if m.error() is None:
+                    values.append(m.value() or b"")
+    finally:
+        c.close()
+    return values
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[bytes]:
+    """Every value of partition 0 of `topic` written before this call."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-wm-{uuid.uuid4().hex}"})
+    try:
+        _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
+    finally:
+        c.close()
+    return read_topic(bootstrap, topic, lambda values: len(values) >= high, timeout)
+
+
+# --- reading what the counting app recorded ------------------------------------------------
+
+
+def executions(redis_url: str, namespace: str) -> dict[str, int]:
+    r: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    raw = r.hgetall(f"{namespace}:execs")
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def completed_ids(redis_url: str, namespace: str, ids: Sequence[str]) -> list[bool]:
+    """Which tasks have a completion record (the result store's `done` key)."""
+    from worker.results import ResultStore
+
+    store = ResultStore.from_url(redis_url, namespace)
+    return [store.is_completed(i) for i in ids]
+
+
+def count_completed(redis_url: str, namespace: str, ids: Sequence[str]) -> int:
+    r: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    pipe = r.pipeline(transaction=False)
+    for i in ids:
+        pipe.exists(f"ringleader:{namespace}:{{{i}}}:done")
+    return sum(1 for x in pipe.execute() if x)

@@ -1,0 +1,201 @@
+"""Threads of a worker: a bounded pool of handler threads and the completion flusher.
+
+Handler threads take tasks from the `SchedulingQueue` and run them. A finished task is handed
+to the flusher, which records completions for every thread in one Redis round trip
+(`ResultStore.record_many`) — group commit. A handler waits until its completion is recorded
+before taking the next task, so at any moment at most `concurrency` tasks of this worker have
+run without their completion being recorded: the bound on duplicate executions when the
+worker is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from worker.queues import QueuedTask, SchedulingQueue
+from worker.results import CompletionWrite, ResultStore, Status
+
+log = logging.getLogger("ringleader.worker.pool")
+
+_POP_WAIT = 0.2
+
+
+class HandlerPool:
+    """`concurrency` daemon threads calling `run(task)` for each task popped from `queue`."""
+
+    def __init__(
+        self,
+        queue: SchedulingQueue,
+        concurrency: int,
+        run: Callable[[QueuedTask], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        name: str = "ringleader-handler",
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self._queue = queue
+        self._run = run
+        self._clock = clock
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def _loop(self) -> None:
+        queue = self._queue
+        while not queue.closed:
+            task = queue.pop(self._clock(), _POP_WAIT)
+            if task is None:
+                continue
+            try:
+                self._run(task)
+            except Exception:
+                # run() handles task failures itself; this is a bug in the runtime. Keep the
+                # thread alive: the task's offset stays pending and is redelivered later.
+                log.exception("handler crashed on %s/%s", task.partition, task.offset)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+@dataclass(slots=True)
+class Finished:
+    """A task that ended (succeeded or dead-lettered): its completion to record."""
+
+    task: QueuedTask
+    epoch: int
+    write: CompletionWrite
+    started_at: float
+    recorded: bool = False  # set by the flusher: False when it had already completed
+    done: threading.Event | None = field(default=None, repr=False)
+
+
+AfterRecord = Callable[[Sequence[Finished]], None]
+
+
+class Flusher:
+    """Records completions and statuses in batches; calls `after` with each recorded batch.
+
+    Redis errors are logged and retried (with a capped backoff) — never raised into handler
+    threads: the waiting handlers keep waiting, which bounds the work done meanwhile.
+    """
+
+    def __init__(
+        self,
+        store: ResultStore,
+        ttl: float,
+        after: AfterRecord,
+        *,
+        max_batch: int = 1000,
+        name: str = "ringleader-flusher",
+    ) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._after = after
+        self._max_batch = max_batch
+        self._cond = threading.Condition()
+        self._items: list[Finished] = []
+        self._statuses: list[tuple[str, Status]] = []
+        self._closed = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, item: Finished, *, wait: bool) -> None:
+        """Hand over a completion; with `wait`, return once it is recorded (or closed)."""
+        done = threading.Event() if wait else None
+        item.done = done
+        with self._cond:
+            if self._closed:
+                return
+            self._items.append(item)
+            self._cond.notify()
+        if done is not None:
+            done.wait()
+
+    def status(self, task_id: str, status: Status) -> None:
+        """A non-terminal status, written with the next batch (never waits)."""
+        with self._cond:
+            self._statuses.append((task_id, status))
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._items and not self._busy
+
+    def _loop(self) -> None:
+        backoff = 0.05
+        while True:
+            with self._cond:
+                while not self._items and not self._statuses and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._items and not self._statuses:
+                    return
+                items, self._items = self._items[: self._max_batch], self._items[self._max_batch :]
+                statuses, self._statuses = self._statuses, []
+                self._busy = True
+            try:
+                if statuses:
+                    self._store.set_statuses(statuses, self._ttl)
+                if items:
+                    flags = self._store.record_many([i.write for i in items], self._ttl)
+                    for item, flag in zip(items, flags, strict=True):
+                        item.recorded = flag
+            except redis.RedisError as e:
+                log.warning("recording %d completions failed (%s); retrying", len(items), e)
+                with self._cond:
+                    self._items[:0] = items
+                    self._statuses[:0] = statuses
+                    self._busy = False
+                    closed = self._closed
+                if closed:
+                    self._release(items)
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            try:
+                self._after(items)
+            except Exception:
+                log.exception("after-record hook failed")
+            self._release(items)
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    @staticmethod
+    def _release(items: Sequence[Finished]) -> None:
+        for item in items:
+            if item.done is not None:
+                item.done.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until everything submitted so far is recorded (True) or `timeout` passes."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Record what is pending (within `timeout`), then stop; waiting handlers are released."""
+        self.wait_idle(timeout)
+        with self._cond:
+            self._closed = True
+            pending, self._items = self._items, []
+            self._cond.notify_all()
+        self._release(pending)
+        self._thread.join(timeout)

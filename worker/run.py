@@ -1,0 +1,97 @@
+"""`python -m worker.run MODULE:APP [--id ID] [--concurrency N]`: run one worker process.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the worker stopped on a fatal error
+(fenced for good, a crashed loop), 2 for a bad app reference or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from coordinator.errors import ConfigError
+from worker.app import App
+
+log = logging.getLogger("ringleader.worker.run")
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+
+
+class AppRefError(ValueError):
+    """MODULE:APP does not name an App."""
+
+
+def load_app(app_ref: str) -> App:
+    """Import `module:attribute` (attribute may be dotted) and check it is an App."""
+    module_name, sep, attr = app_ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise AppRefError(f"app reference must look like MODULE:APP, got {app_ref!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: the current directory's modules
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AppRefError(f"cannot import module {module_name!r}: {e}") from e
+    obj: object = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppRefError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, App):
+        raise AppRefError(f"{app_ref!r} is a {type(obj).__name__}, not a ringleader App")
+    return obj
+
+
+def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
+    from worker.runtime import Worker
+
+    try:
+        app = load_app(app_ref)
+        worker = Worker(app, worker_id=worker_id, concurrency=concurrency)
+    except (AppRefError, ConfigError) as e:
+        print(f"ringleader worker: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        worker.run()
+    except ConfigError as e:
+        print(f"ringleader worker: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if worker.fatal is not None:
+        print(f"ringleader worker: stopped: {worker.fatal}", file=sys.stderr)
+        return EXIT_FATAL
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m worker.run", description="Run a worker.")
+    ap.add_argument("app", help="MODULE:APP, e.g. myproject.tasks:app")
+    ap.add_argument("--id", dest="worker_id", default=None, help="worker id (default host-pid)")
+    ap.add_argument("--concurrency", type=int, default=None, help="handler threads")
+    ap.add_argument("--log-level", default=os.environ.get("RINGLEADER_LOG_LEVEL", "WARNING"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s",
+    )
+    return run_worker(args.app, args.worker_id, args.concurrency)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
