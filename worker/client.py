@@ -418,9 +418,12 @@ class Client:
     def results(self) -> ResultStore:
         """The result store (connects to Redis on first use)."""
         if self._store is None:
-            # No socket_timeout: wait_result blocks in Redis for its whole timeout.
+            # No socket timeout: wait_result blocks in Redis for its whole timeout. Said
+            # explicitly: redis-py 8 otherwise reads with a 5 s timeout.
             self._redis = redis_lib.Redis.from_url(
-                self.settings.redis, socket_connect_timeout=self.connect_timeout
+                self.settings.redis,
+                socket_connect_timeout=self.connect_timeout,
+                socket_timeout=None,
             )
             self._store = ResultStore(self._redis, f"ringleader:{self.settings.namespace}")
         return self._store

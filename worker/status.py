@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -80,7 +81,9 @@ class StatusReport:
     group_state: str | None = None
     generation: int | None = None
     leader: str | None = None
-    assignment_source: str | None = None  # "live" (from the members) or "log" (last committed)
+    # "live": the members' SyncGroup pointers named it; "log": the last commit on the
+    # assignment log (no live member, or a broker that does not describe assignments: Tansu)
+    assignment_source: str | None = None
     members: list[MemberView] = field(default_factory=list)
     lag: list[PartitionLag] = field(default_factory=list)
     total_lag: int | None = None
@@ -257,7 +260,7 @@ def _group(report: StatusReport, settings: AppSettings, group: str, timeout: flo
     owners = assignment.owners if assignment is not None else {}
     seen = set()
     for member_id, host, meta, _ in sorted(described):
-        worker_id = None
+        worker_id = _worker_id_from_member(member_id)
         with contextlib.suppress(MetadataDecodeError):
             worker_id = MemberMetadata.decode(meta).worker_id
         parts = owners.get(member_id)
@@ -266,6 +269,19 @@ def _group(report: StatusReport, settings: AppSettings, group: str, timeout: flo
     if report.assignment_source == "log":  # nobody is live: show who held what last
         for member_id in sorted(set(owners) - seen):
             report.members.append(MemberView(member_id, None, "", owners[member_id]))
+
+
+_MEMBER_ID = re.compile(
+    r"ringleader-(.+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
+def _worker_id_from_member(member_id: str) -> str | None:
+    """Brokers name a member `<client id>-<uuid>`, and workers use the client id
+    `ringleader-<worker id>`: the fallback when DescribeGroups carries no member metadata
+    (Tansu answers DescribeGroups with empty metadata, assignment, client id and host)."""
+    m = _MEMBER_ID.fullmatch(member_id)
+    return m.group(1) if m else None
 
 
 def last_committed(settings: AppSettings, timeout: float) -> Assignment | None:
@@ -332,7 +348,12 @@ def _registry(report: StatusReport, settings: AppSettings, prefix: str) -> None:
     )
     try:
         backend = RegistryBackend(r, prefix)
-        report.instances = ls(backend)
+        # Every namespace's workers register as `<ns>.workers`: show ours and the
+        # downstream services, not the workers of other namespaces.
+        own = f"{settings.namespace}.workers"
+        report.instances = [
+            i for i in ls(backend) if i["service"] == own or not i["service"].endswith(".workers")
+        ]
         report.registry = summary(backend)
         report.breakers = shared_breakers(r, prefix)
     except (redis_lib.RedisError, RegistryError, ValueError) as e:
@@ -371,7 +392,10 @@ def shared_breakers(r: redis_lib.Redis[bytes], prefix: str) -> list[dict[str, An
 def format_text(report: StatusReport) -> str:
     lines = [f"namespace {report.namespace}   group {report.group}"]
     gen = "-" if report.generation is None else str(report.generation)
-    src = " (last committed; no live member)" if report.assignment_source == "log" else ""
+    src = ""
+    if report.assignment_source == "log":
+        live = "no live member" if not report.group_state or not report.members else "live"
+        src = f" (last committed on the log; {live})"
     lines.append(
         f"state {report.group_state or '-'}   generation {gen}{src}   leader {report.leader or '-'}"
     )
