@@ -477,8 +477,16 @@ class Member:
         if assignment is None:
             log.warning("generation %d not applied: %s", cmd.generation, alog.last_reason)
             return AssignmentRead(now(), cmd.generation, None)
+        # Reported in the next JoinGroup metadata; a change there also makes Kafka rebalance
+        # a static member it would otherwise hand the old member's assignment again.
         self._log_offset = max(self._log_offset, pointer.commit_offset)
-        mine = tuple(sorted(assignment.partitions_of(self._sm.member_id)))
+        member_id = self._sm.member_id
+        if member_id not in assignment.owners:
+            # A static member that restarted got a new member id, but the broker returned
+            # the generation the leader assigned to the old id: rejoin for a fresh one.
+            log.warning("generation %d has no part for %s; rejoining", cmd.generation, member_id)
+            return AssignmentRead(now(), cmd.generation, None)
+        mine = tuple(sorted(assignment.partitions_of(member_id)))
         return AssignmentRead(now(), cmd.generation, mine)
 
     def _leave(self, cmd: SendLeave) -> Event:

@@ -434,6 +434,75 @@ def test_leader_dying_mid_commit_leaves_nothing_applied(group: Group) -> None:
     group.assert_invariants()
 
 
+@pytest.mark.broker
+@pytest.mark.slow
+def test_static_member_restart_gets_a_share(
+    broker: str, broker_kind: str, unique_name: str, tmp_path: Path
+) -> None:
+    """A static member (group.instance.id) restarted under the same instance id gets a new
+    member id; Kafka hands it the old id's generation without a rebalance, in which it has
+    no part. It must rejoin (not sit on an empty assignment) so every partition has an
+    owner again. Tansu instead rebalances. In-process members (threads) here."""
+    from dataclasses import replace
+
+    from coordinator.member import Member
+    from coordinator.metadata import MemberMetadata
+    from coordinator.settings import MemberSettings
+
+    g = Group(broker, unique_name, tmp_path, partitions=4)
+    g.create_topics()
+    base = MemberSettings(
+        group_id=unique_name,
+        session_timeout_ms=SESSION_MS,
+        rebalance_timeout_ms=12000,
+        heartbeat_interval_ms=HEARTBEAT_MS,
+    )
+
+    def member(i: int) -> Member:
+        return Member(
+            broker,
+            replace(base, group_instance_id=f"instance-{i}"),
+            topic=g.topic,
+            partitions=4,
+            assignment_topic=g.assignments,
+            metadata=MemberMetadata(worker_id=f"w{i}"),
+            on_assigned=lambda gen, parts: None,
+            on_revoked=lambda parts: None,
+        )
+
+    def complete(ms: list[Member]) -> bool:
+        gens = {m.generation for m in ms}
+        return (
+            len(gens) == 1
+            and -1 not in gens
+            and sorted(p for m in ms for p in m.assigned) == [0, 1, 2, 3]
+        )
+
+    a, b = member(0), member(1)
+    b2: Member | None = None
+    try:
+        a.start()
+        b.start()
+        wait_for(lambda: complete([a, b]), SETTLE_TIMEOUT, lambda: "static members to settle")
+        old_id = b.member_id
+        b.close()  # static: no LeaveGroup
+        b2 = member(1)
+        b2.start()
+        wait_for(
+            lambda: b2 is not None and complete([a, b2]),
+            SETTLE_TIMEOUT,
+            lambda: f"restarted static member to get a share: {a.assigned} / {b2 and b2.assigned}",
+        )
+        # Broker fact: Kafka gives the restarted static member a new member id; Tansu
+        # derives it from the instance id and gives the same one back.
+        assert (b2.member_id != old_id) == (broker_kind == "kafka")
+        assert a.fatal_error is None and b2.fatal_error is None
+    finally:
+        a.close()
+        if b2 is not None:
+            b2.close()
+
+
 # ---- three-node cluster ----------------------------------------------------------------
 
 
