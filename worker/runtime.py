@@ -39,6 +39,7 @@ from coordinator.settings import MemberSettings
 from coordinator.wire import GroupClient
 from worker import envelope as envelope_mod
 from worker.app import App
+from worker.batches import BatchGate
 from worker.envelope import (
     DeadLetterRecord,
     Envelope,
@@ -62,11 +63,19 @@ _IO_ERRORS = (RingleaderError, KafkaException, OSError)
 
 
 class BatchStates(Protocol):
-    """What the worker asks about 2PC batches (worker.batches.BatchGate fits)."""
+    """What the worker asks about 2PC batches (`worker.batches.BatchGate` is the default)."""
 
-    def state(self, batch_id: str) -> str:
+    def state(self, batch_id: str, now: float | None = None) -> str:
         """ "committed", "pending" or "abandoned"."""
         ...
+
+    def member(self, batch_id: str, task_id: str) -> bool:
+        """Whether the committed batch names this task."""
+        ...
+
+    def reason(self, batch_id: str) -> str | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +86,9 @@ class WorkerSettings:
     commit_interval: float = 0.5  # seconds between offset commits
     max_outstanding: int = 5000  # tasks held (queued, parked) before fetching pauses
     fetch_batch: int = 500
-    batch_ttl: float = 60.0  # a batch not committed this long after its first task: abandoned
+    # A batch whose commit is not in the log this long after its first task was seen (read to
+    # the log's end) is abandoned; keep it well above producers' commit timeout.
+    batch_ttl: float = 60.0
     events: bool = True  # produce task events to <ns>.events
     started_status: bool = True  # write the "started" status (pipelined with completions)
     registry_prefix: str = "ringleader:registry"
@@ -146,7 +157,6 @@ class _Partition:
 @dataclass(slots=True)
 class _Parked:
     tasks: list[_Fetched] = field(default_factory=list)
-    first_seen: float = 0.0
 
 
 class _RuntimeStore(ResultStore):
@@ -189,6 +199,7 @@ class Worker:
         self.topics = app.topics
         self._clock = clock
         self._batch_gate = batch_gate
+        self._own_gate = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._parts: dict[int, _Partition] = {}
@@ -352,6 +363,8 @@ class Worker:
             self._offsets_client.close()
         if self._registration is not None:
             self._registration.close()
+        if self._own_gate and self._batch_gate is not None:
+            self._batch_gate.close()
         log.info("worker %s stopped", self.worker_id)
 
     # ---- member callbacks (member thread) ----------------------------------------------
@@ -652,7 +665,7 @@ class Worker:
                 if env.batch is not None:
                     parked = self._parked.get(env.batch)
                     if parked is None:
-                        parked = self._parked[env.batch] = _Parked(first_seen=now)
+                        parked = self._parked[env.batch] = _Parked()
                     parked.tasks.append(task)
                     self._parked_count += 1
                     continue
@@ -723,34 +736,48 @@ class Worker:
 
     # ---- batches -----------------------------------------------------------------------
 
+    def _gate(self) -> BatchStates:
+        if self._batch_gate is None:
+            gate = BatchGate(self.app.settings, abandon_after=self.settings.batch_ttl)
+            gate.start(0.1)
+            self._batch_gate = gate
+            self._own_gate = True
+        return self._batch_gate
+
     def _check_batches(self) -> None:
         now = self._clock()
-        gate = self._batch_gate
+        gate = self._gate()
         release: list[_Fetched] = []
-        abandon: list[_Fetched] = []
+        abandon: list[tuple[_Fetched, str]] = []
         with self._lock:
             batch_ids = list(self._parked)
         for bid in batch_ids:
             try:
-                state = gate.state(bid) if gate is not None else "pending"
+                state = str(gate.state(bid))
             except Exception as e:  # noqa: BLE001 - a gate failure must not stop the loop
                 log.warning("batch gate failed for %s: %s", bid, e)
-                state = "pending"
+                continue
+            if state == "pending":
+                continue
             with self._lock:
-                parked = self._parked.get(bid)
+                parked = self._parked.pop(bid, None)
                 if parked is None:
                     continue
-                if state == "pending" and now - parked.first_seen >= self.settings.batch_ttl:
-                    state = "abandoned"
-                if state == "pending":
-                    continue
-                del self._parked[bid]
                 self._parked_count -= len(parked.tasks)
-                (release if state == "committed" else abandon).extend(parked.tasks)
+            if state == "committed":
+                for task in parked.tasks:
+                    if gate.member(bid, task.envelope.id):
+                        release.append(task)
+                    else:
+                        abandon.append((task, f"not part of committed batch {bid}"))
+            else:
+                why = gate.reason(bid)
+                reason = f"batch abandoned: {why}" if why else "batch abandoned"
+                abandon.extend((task, reason) for task in parked.tasks)
         for task in release:
             self._queue.push(task, now)
-        for task in abandon:
-            self._finish_dead(task, "batch abandoned", None, None, wait=False)
+        for task, reason in abandon:
+            self._finish_dead(task, reason, None, None, wait=False)
 
     def _drop_parked(self, partitions: set[int]) -> None:
         """Drop parked batch tasks of revoked partitions (caller holds the lock)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import procs
 import pytest
 
+from worker.client import Client, TaskSpec
 from worker.envelope import EventKind, decode_event
 from worker.namespace import ensure_topics
 from worker.settings import AppSettings
@@ -38,6 +39,11 @@ def workers(
         print(ws.dump_logs())
 
 
+def submit(broker: str, redis_url: str, ns: str, specs: list[TaskSpec]) -> list[str]:
+    with Client(ns, broker, redis_url) as client:
+        return [h.id for h in client.submit_many(specs)]
+
+
 def succeeded_events(
     broker: str, ns: str, expected: int, timeout: float
 ) -> collections.Counter[str]:
@@ -63,10 +69,8 @@ def test_three_workers_ten_thousand_tasks_complete_once(
     ns = unique_name
     for i in range(3):
         workers.start(f"w{i}", concurrency=4)
-    envs = procs.envelopes("count", 10_000)
-    ids = [e.id for e in envs]
     # Submitted while the workers are still joining: rebalances happen mid-stream.
-    procs.submit_envelopes(broker, f"{ns}.tasks", envs)
+    ids = submit(broker, redis_url, ns, [TaskSpec("count", kwargs={"n": i}) for i in range(10_000)])
     procs.wait_until(
         lambda: procs.count_completed(redis_url, ns, ids) == len(ids),
         240,
@@ -92,9 +96,7 @@ def _kill_mid_run(
     hard: bool,
 ) -> tuple[dict[str, int], procs.WorkerProc, list[str]]:
     victims = [workers.start(f"w{i}", concurrency=4) for i in range(3)]
-    envs = procs.envelopes("count", 2400, sleep=0.02)
-    ids = [e.id for e in envs]
-    procs.submit_envelopes(broker, f"{ns}.tasks", envs)
+    ids = submit(broker, redis_url, ns, [TaskSpec("count", kwargs={"sleep": 0.02})] * 2400)
     procs.wait_until(
         lambda: procs.count_completed(redis_url, ns, ids) >= 500, 120, "500 completions"
     )
