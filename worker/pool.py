@@ -10,6 +10,7 @@ worker is killed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -17,13 +18,73 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import NoScriptError
 
+from worker import results
 from worker.queues import QueuedTask, SchedulingQueue
 from worker.results import CompletionWrite, ResultStore, Status
 
 log = logging.getLogger("ringleader.worker.pool")
 
 _POP_WAIT = 0.2
+# EVALSHA names a script by the SHA-1 of its text (what register_script computes too).
+_STATUS_SHA = hashlib.sha1(results._STATUS_LUA.encode()).hexdigest()
+_RECORD_SHA = hashlib.sha1(results._RECORD_LUA.encode()).hexdigest()
+
+
+class BatchStore(ResultStore):
+    """ResultStore plus the batched calls of the worker's hot path, one round trip each.
+
+    `write` sends statuses and completions in one pipeline of EVALSHA calls to the store's own
+    scripts (same keys, same once-only semantics as `set_statuses`/`record_many`), without
+    redis-py's per-pipeline SCRIPT EXISTS round trip; a NOSCRIPT (Redis restarted or flushed)
+    loads the scripts and sends the pipeline again, which is safe: nothing of it ran.
+    """
+
+    def completed_many(self, task_ids: Sequence[str]) -> list[bool]:
+        """Which of these tasks have completed, in one round trip."""
+        if not task_ids:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for tid in task_ids:
+            pipe.exists(self._keys(tid)[0])
+        return [bool(x) for x in pipe.execute()]
+
+    def write(
+        self,
+        statuses: Sequence[tuple[str, Status]],
+        writes: Sequence[CompletionWrite],
+        ttl: float,
+    ) -> list[bool]:
+        """Set non-terminal statuses, then record completions; returns the completions'
+        once-only flags (False: the task had already completed, nothing written)."""
+        ttl_ms = max(1, round(ttl * 1000))
+        for attempt in (1, 2):
+            pipe = self._r.pipeline(transaction=False)
+            for task_id, status in statuses:
+                done, key, _ = self._keys(task_id)
+                pipe.evalsha(_STATUS_SHA, 2, done, key, str(status), ttl_ms)
+            for w in writes:
+                record = results._record(
+                    w.ok,
+                    packed=w.packed if w.ok else None,
+                    error_type=w.error_type,
+                    error=w.error,
+                    at=w.at,
+                    worker_id=w.worker_id,
+                )
+                status = Status.SUCCEEDED if w.ok else Status.DEAD_LETTERED
+                pipe.evalsha(_RECORD_SHA, 3, *self._keys(w.task_id), record, ttl_ms, str(status))
+            try:
+                replies = pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                for lua in (results._STATUS_LUA, results._RECORD_LUA):
+                    self._r.execute_command("SCRIPT", "LOAD", lua)
+                continue
+            return [bool(x) for x in replies[len(statuses) :]]
+        raise AssertionError("unreachable")
 
 
 class HandlerPool:
@@ -89,26 +150,34 @@ AfterRecord = Callable[[Sequence[Finished]], None]
 class Flusher:
     """Records completions and statuses in batches; calls `after` with each recorded batch.
 
-    Redis errors are logged and retried (with a capped backoff) — never raised into handler
-    threads: the waiting handlers keep waiting, which bounds the work done meanwhile.
+    "started" statuses are written lazily: only for tasks still running `started_after`
+    seconds after they began, so a short task costs no status write of its own (its
+    completion sets the terminal status). Redis errors are logged and retried (with a capped
+    backoff) — never raised into handler threads: the waiting handlers keep waiting, which
+    bounds the work done meanwhile.
     """
 
     def __init__(
         self,
-        store: ResultStore,
+        store: BatchStore,
         ttl: float,
         after: AfterRecord,
         *,
         max_batch: int = 1000,
+        started_after: float | None = 0.1,
+        clock: Callable[[], float] = time.monotonic,
         name: str = "ringleader-flusher",
     ) -> None:
         self._store = store
         self._ttl = ttl
         self._after = after
         self._max_batch = max_batch
+        self._started_after = started_after
+        self._clock = clock
         self._cond = threading.Condition()
         self._items: list[Finished] = []
         self._statuses: list[tuple[str, Status]] = []
+        self._running: dict[str, float] = {}  # task id -> when it started (not announced yet)
         self._closed = False
         self._busy = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -121,6 +190,7 @@ class Flusher:
         done = threading.Event() if wait else None
         item.done = done
         with self._cond:
+            self._running.pop(item.write.task_id, None)
             if self._closed:
                 return
             self._items.append(item)
@@ -128,34 +198,47 @@ class Flusher:
         if done is not None:
             done.wait()
 
+    def started(self, task_id: str) -> None:
+        """A task began; its "started" status is written if it is still running later."""
+        if self._started_after is None:
+            return
+        with self._cond:
+            self._running[task_id] = self._clock()
+
     def status(self, task_id: str, status: Status) -> None:
         """A non-terminal status, written with the next batch (never waits)."""
         with self._cond:
+            self._running.pop(task_id, None)
             self._statuses.append((task_id, status))
             self._cond.notify()
 
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._items and not self._busy
+    def _due_started(self) -> list[tuple[str, Status]]:
+        if not self._running or self._started_after is None:
+            return []
+        cutoff = self._clock() - self._started_after
+        due = [tid for tid, at in self._running.items() if at <= cutoff]
+        for tid in due:
+            del self._running[tid]
+        return [(tid, Status.STARTED) for tid in due]
 
     def _loop(self) -> None:
         backoff = 0.05
         while True:
             with self._cond:
-                while not self._items and not self._statuses and not self._closed:
-                    self._cond.wait()
+                while True:
+                    self._statuses.extend(self._due_started())
+                    if self._items or self._statuses or self._closed:
+                        break
+                    self._cond.wait(self._started_after if self._running else None)
                 if self._closed and not self._items and not self._statuses:
                     return
                 items, self._items = self._items[: self._max_batch], self._items[self._max_batch :]
                 statuses, self._statuses = self._statuses, []
                 self._busy = True
             try:
-                if statuses:
-                    self._store.set_statuses(statuses, self._ttl)
-                if items:
-                    flags = self._store.record_many([i.write for i in items], self._ttl)
-                    for item, flag in zip(items, flags, strict=True):
-                        item.recorded = flag
+                flags = self._store.write(statuses, [i.write for i in items], self._ttl)
+                for item, flag in zip(items, flags, strict=True):
+                    item.recorded = flag
             except redis.RedisError as e:
                 log.warning("recording %d completions failed (%s); retrying", len(items), e)
                 with self._cond:

@@ -50,11 +50,11 @@ from worker.errors import EnvelopeError, PayloadTooLarge
 from worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
 from worker.namespace import ensure_topics
 from worker.offsets import OffsetTracker
-from worker.pool import Finished, Flusher, HandlerPool
+from worker.pool import BatchStore, Finished, Flusher, HandlerPool
 from worker.producers import WorkerProducers
 from worker.queues import QueuedTask, SchedulingQueue
 from worker.registration import Registration
-from worker.results import CompletionWrite, ResultStore, Status
+from worker.results import CompletionWrite, Status
 
 log = logging.getLogger("ringleader.worker")
 
@@ -90,11 +90,20 @@ class WorkerSettings:
     # the log's end) is abandoned; keep it well above producers' commit timeout.
     batch_ttl: float = 60.0
     events: bool = True  # produce task events to <ns>.events
-    started_status: bool = True  # write the "started" status (pipelined with completions)
+    # The "started" status is written for tasks still running this many seconds after they
+    # began (short tasks then cost no status write; their completion is their status).
+    started_status_after: float = 0.1
     registry_prefix: str = "ringleader:registry"
     lease_duration: float = 15.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.started_status_after, bool) or not (
+            isinstance(self.started_status_after, int | float) and self.started_status_after >= 0
+        ):
+            raise ConfigError(
+                "worker setting started_status_after must be a number >= 0, "
+                f"got {self.started_status_after!r}"
+            )
         for name in ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -159,17 +168,6 @@ class _Parked:
     tasks: list[_Fetched] = field(default_factory=list)
 
 
-class _RuntimeStore(ResultStore):
-    def completed_many(self, task_ids: Sequence[str]) -> list[bool]:
-        """Which of these tasks have completed, in one round trip."""
-        if not task_ids:
-            return []
-        pipe = self._r.pipeline(transaction=False)
-        for tid in task_ids:
-            pipe.exists(self._keys(tid)[0])
-        return [bool(x) for x in pipe.execute()]
-
-
 class Worker:
     """A worker process's runtime. `run()` blocks until `request_stop()`/`stop()`;
     `start()`/`stop()` run it in the background (tests, embedding)."""
@@ -219,7 +217,7 @@ class Worker:
         # Built in start().
         self._consumer: Consumer | None = None
         self._producers: WorkerProducers | None = None
-        self._store: _RuntimeStore | None = None
+        self._store: BatchStore | None = None
         self._queue = SchedulingQueue()
         self._flusher: Flusher | None = None
         self._pool: HandlerPool | None = None
@@ -251,7 +249,7 @@ class Worker:
             s.redis, socket_timeout=10.0, socket_connect_timeout=5.0
         )
         # Same prefix as ResultStore.from_url, so clients find what workers record.
-        self._store = _RuntimeStore(client, f"ringleader:{s.namespace}")
+        self._store = BatchStore(client, f"ringleader:{s.namespace}")
         self._consumer = Consumer(
             {
                 **rk,
@@ -271,7 +269,12 @@ class Worker:
             client_id=f"{self.member_settings.client_id}-offsets",
             connect_timeout=self.member_settings.connect_timeout,
         )
-        self._flusher = Flusher(self._store, s.result_ttl, self._after_record)
+        self._flusher = Flusher(
+            self._store,
+            s.result_ttl,
+            self._after_record,
+            started_after=self.settings.started_status_after,
+        )
         self._pool = HandlerPool(self._queue, self.concurrency, self._run_task, clock=self._clock)
         self._member = Member(
             s.bootstrap,
@@ -828,8 +831,7 @@ class Worker:
             return
         env = task.envelope
         started = self._clock()
-        if self.settings.started_status:
-            self._flusher.status(env.id, Status.STARTED)
+        self._flusher.started(env.id)
         self._event(env, EventKind.STARTED, started)
         outcome = execute(env, self.app.registry, self._rng(), worker_id=self.worker_id)
         self.executed += 1
