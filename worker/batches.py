@@ -122,10 +122,10 @@ class BatchWriter:
         batch_id = new_task_id()
         prepared = self._client._prepare(list(specs), batch=batch_id)
         parts: dict[str, bytes] = {}
-        for env, data, _, _ in prepared:
-            if env.id in parts:
-                raise ValueError(f"task id {env.id} twice in one batch (same idempotency key?)")
-            parts[env.id] = part_value(data)
+        for task_id, _, data, _, _ in prepared:
+            if task_id in parts:
+                raise ValueError(f"task id {task_id} twice in one batch (same idempotency key?)")
+            parts[task_id] = part_value(data)
         handles = self._client._produce(prepared)
         if not commit:
             return BatchHandle(batch_id, handles, -1)
