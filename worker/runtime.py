@@ -508,9 +508,16 @@ class Worker:
                     continue
                 self._flow_control(active)
                 try:
-                    msgs = self._consumer.consume(
-                        num_messages=self.settings.fetch_batch, timeout=0.1
-                    )
+                    # consume() waits for a full batch or its timeout; poll() returns the first
+                    # record at once, then whatever is already fetched is drained without waiting.
+                    first = self._consumer.poll(0.1)
+                    msgs = [] if first is None else [first]
+                    if first is not None and self.settings.fetch_batch > 1:
+                        msgs.extend(
+                            self._consumer.consume(
+                                num_messages=self.settings.fetch_batch - 1, timeout=0
+                            )
+                        )
                 except KafkaException as e:
                     log.warning("consume failed: %s", e)
                     time.sleep(0.1)
