@@ -15,6 +15,7 @@ submissions of K racing each other may both run (dedup is by completion, not by 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -126,8 +127,7 @@ class TaskHandle:
         self._client = client
         self.id = task_id
         self.name = name
-        # The partition of <ns>.tasks when the submission chose it (a key); None when the
-        # producer spread it (delivery reports are error-only, for throughput).
+        # The partition of <ns>.tasks: murmur2 of the key, else the client's round robin.
         self.partition = partition
 
     def status(self) -> Status:
@@ -190,6 +190,9 @@ class Client:
         config.update(producer_config or {})
         self._producer = Producer(config)
         self._partitions: int | None = None
+        # Round robin for unkeyed tasks, from a random start so that clients do not all begin
+        # at partition 0 (next() on itertools.count is atomic under the GIL).
+        self._spread = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._meta_lock = threading.Lock()
         self._store: ResultStore | None = None
         self._redis: redis_lib.Redis[bytes] | None = None
@@ -328,7 +331,16 @@ class Client:
         """
         if not prepared:
             return []
-        self.partition_count()  # first contact: a clear error if the broker is unreachable
+        # First contact: a clear error if the broker is unreachable. Unkeyed tasks are dealt
+        # round robin over the partitions: librdkafka's sticky partitioner would put a whole
+        # burst on one partition, so one worker would run it while the others sit idle.
+        partitions = self.partition_count()
+        spread = self._spread
+        routed: list[tuple[str, str, bytes, bytes | None, int]] = [
+            (t, name, data, key, next(spread) % partitions if part is None else part)
+            for t, name, data, key, part in prepared
+        ]
+        prepared = routed
         deadline = time.monotonic() + self.submit_timeout
         topic = self.topics.tasks
         failures: list[tuple[KafkaError, bytes | None]] = []
@@ -338,13 +350,10 @@ class Client:
                 failures.append((err, msg.value()))
 
         produce = self._producer.produce
-        for n, (_, _, data, key, part) in enumerate(prepared):
+        for n, (_, _, data, key, part) in enumerate(routed):
             while True:
                 try:
-                    if part is None:
-                        produce(topic, data, key, on_delivery=on_error)
-                    else:
-                        produce(topic, data, key, part, on_delivery=on_error)
+                    produce(topic, data, key, part, on_delivery=on_error)
                     break
                 except BufferError:  # local queue full: serve deliveries, then try again
                     if time.monotonic() >= deadline:

@@ -6,6 +6,7 @@ worker does (the worker runtime is tested on its own).
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 import time
@@ -142,13 +143,24 @@ def test_submit_is_acknowledged_and_the_record_is_the_envelope(
     client: Client, settings: AppSettings
 ) -> None:
     h = client.submit("add", args=[1, 2], kwargs={"x": "y"}, priority=5, not_before=123.5)
-    assert h.partition is None  # no key: the producer chose
-    [(_, _, key, value)] = read_records(settings.bootstrap, client.topics.tasks, PARTITIONS, 1)
-    assert key is None
+    [(part, _, key, value)] = read_records(settings.bootstrap, client.topics.tasks, PARTITIONS, 1)
+    assert key is None and part == h.partition
     env = decode(value)
     assert env.id == h.id and env.name == "add" and env.args == [1, 2]
     assert env.kwargs == {"x": "y"} and env.priority == 5 and env.not_before == 123.5
     assert env.batch is None and env.attempt == 1 and env.submitted_at > 0
+
+
+def test_a_burst_of_unkeyed_tasks_is_spread_evenly_over_the_partitions(
+    client: Client, settings: AppSettings
+) -> None:
+    # librdkafka's sticky partitioner would put the whole burst on one partition.
+    handles = client.submit_many([TaskSpec("add", args=[i]) for i in range(10 * PARTITIONS)])
+    recs = read_records(settings.bootstrap, client.topics.tasks, PARTITIONS, len(handles))
+    per_partition = collections.Counter(p for p, _, _, _ in recs)
+    assert per_partition == dict.fromkeys(range(PARTITIONS), 10)
+    by_id = {decode(v).id: p for p, _, _, v in recs}
+    assert all(by_id[h.id] == h.partition for h in handles)
 
 
 def test_key_goes_to_the_murmur2_partition(client: Client, settings: AppSettings) -> None:
