@@ -1,69 +1,294 @@
 """`ringleader demo`: the main job on the embedded default (Tansu + Valkey).
 
-Until the dispatcher runs end to end, the demo brings up the embedded services and pushes
-a smoke workload of msgpack records through the broker, printing what happened.
+It runs a real dispatch and says what happened: the embedded services start, worker
+processes join the group and settle on a committed assignment, tasks are submitted, one
+worker is SIGKILLed mid-run, its partitions move to the survivors, and every accepted task
+completes once. Exit 0 when every check held, 1 when one did not.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-import msgpack
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
+from coordinator.assignment import Assignment
 from ringleader.local import services
+from worker.client import Client, TaskSpec
+from worker.namespace import ensure_topics
+from worker.results import ResultStore
+from worker.settings import AppSettings
+from worker.status import last_committed, worker_id_from_member
+
+APP_REF = "ringleader.demo_app:app"
+NAMESPACE = "demo"
+T = TypeVar("T")
+
+
+def execs_key(namespace: str) -> str:
+    """Hash task id -> execution starts, kept by the demo app."""
+    return f"{namespace}:demo:execs"
+
+
+def starts_key(namespace: str) -> str:
+    """List of "task_id pid" per execution start, in order, kept by the demo app."""
+    return f"{namespace}:demo:starts"
+
+
+class DemoFailed(Exception):
+    """A step did not reach its condition within its deadline."""
+
+
+@dataclass
+class DemoWorker:
+    worker_id: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "\n".join(f"    {line}" for line in text)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="run the main job on the embedded Tansu + Valkey")
-    p.add_argument("--records", type=int, default=10_000)
+    p = sub.add_parser(
+        "demo",
+        help="run a real dispatch on the embedded Tansu + Valkey, killing a worker mid-run",
+    )
+    p.add_argument("--workers", type=_at_least(2), default=3, help="worker processes (>= 2)")
+    p.add_argument("--tasks", type=_at_least(1), default=900, help="tasks to submit")
+    p.add_argument("--task-seconds", type=float, default=0.1, help="how long each task works")
+    p.add_argument("--partitions", type=_at_least(1), default=6)
+    p.add_argument("--concurrency", type=_at_least(1), default=2, help="handlers per worker")
+    p.add_argument("--session-ms", type=int, default=6000, help="group session timeout")
+    p.add_argument("--log-dir", type=Path, default=None, help="keep the workers' logs here")
     p.set_defaults(func=run)
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        n = int(text)
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
+        return n
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ringleader-demo-") as tmp:
         t0 = time.monotonic()
-        stack = services.up(Path(tmp), tansu=True, valkey=True)
-        print(f"embedded services up in {time.monotonic() - t0:.2f}s: "
-              f"bootstrap={stack.bootstrap} redis={stack.redis}")  # fmt: skip
         try:
-            assert stack.bootstrap is not None and stack.redis is not None
-            _smoke(stack.bootstrap, stack.redis, args.records)
+            stack = services.up(Path(tmp), tansu=True, valkey=True)
+        except services.ServiceStartError as e:
+            print(f"demo: the embedded services did not start: {e}", file=sys.stderr)
+            return 1
+        assert stack.bootstrap is not None and stack.redis is not None
+        print(f"embedded services up in {time.monotonic() - t0:.1f}s: "
+              f"Tansu at {stack.bootstrap}, Valkey at {stack.redis}")  # fmt: skip
+        settings = AppSettings(
+            namespace=NAMESPACE,
+            bootstrap=stack.bootstrap,
+            redis=stack.redis,
+            partitions=args.partitions,
+        )
+        workers: list[DemoWorker] = []
+        try:
+            log_dir = args.log_dir or Path(tmp)
+            log_dir.mkdir(parents=True, exist_ok=True)
+            _dispatch(args, settings, log_dir, workers)
+            ok = True
+        except DemoFailed as e:
+            print(f"\nFAILED: {e}", file=sys.stderr)
+            for w in workers:
+                print(f"  --- {w.worker_id} (exit {w.proc.poll()}) ---\n{w.tail()}")
+            ok = False
         finally:
+            _stop_workers(workers)
             services.down(Path(tmp))
             print("embedded services stopped")
-    return 0
+    return 0 if ok else 1
 
 
-def _smoke(bootstrap: str, redis_url: str, n: int) -> None:
-    topic = "demo.smoke"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep a reference: futures need it
-    futures = admin.create_topics([NewTopic(topic, 3, 1)])
-    for f in futures.values():
-        f.result(timeout=30)
+def _dispatch(
+    args: argparse.Namespace, settings: AppSettings, log_dir: Path, workers: list[DemoWorker]
+) -> None:
+    ensure_topics(settings)
+    env = _worker_env(settings, args.session_ms)
+    for i in range(1, args.workers + 1):
+        workers.append(_start_worker(f"w{i}", args.concurrency, env, log_dir))
+    print(f"started {len(workers)} worker processes: "
+          + ", ".join(f"{w.worker_id} (pid {w.proc.pid})" for w in workers))  # fmt: skip
+
     t0 = time.monotonic()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for i in range(n):
-        producer.produce(topic, msgpack.packb({"i": i}))
-        if i % 1000 == 0:
-            producer.poll(0)
-    producer.flush(60)
-    produced = time.monotonic() - t0
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo"})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
-    seen: set[int] = set()
-    deadline = time.monotonic() + 60
-    while len(seen) < n and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, timeout=1.0):
-            if msg.error() is None:
-                seen.add(msgpack.unpackb(msg.value())["i"])
-    consumer.close()
-    total = time.monotonic() - t0
-    redis.Redis.from_url(redis_url).set("demo:seen", len(seen))
-    print(f"produced {n} records in {produced:.2f}s; consumed {len(seen)} distinct "
-          f"in {total:.2f}s total; {'OK' if len(seen) == n else 'MISSING RECORDS'}")  # fmt: skip
+    settled = _wait_for(
+        lambda: _settled(settings, {w.worker_id for w in workers}),
+        90,
+        "the group to settle on a committed assignment covering every worker",
+    )
+    print(f"group settled in {time.monotonic() - t0:.1f}s: {_describe(settled)}")
+
+    store = ResultStore.from_url(settings.redis, settings.namespace)
+    with Client(settings=settings) as client:
+        t0 = time.monotonic()
+        specs = [
+            TaskSpec("provision", kwargs={"host": f"host-{i:04d}", "seconds": args.task_seconds})
+            for i in range(args.tasks)
+        ]
+        ids = [h.id for h in client.submit_many(specs)]
+    print(f"submitted {len(ids)} 'provision' tasks, each acknowledged by the broker, "
+          f"in {time.monotonic() - t0:.2f}s")  # fmt: skip
+
+    _wait_for(
+        lambda: store.count_completed(ids) >= len(ids) // 3 or None,
+        120,
+        "a third of the tasks to complete",
+    )
+    victim = workers[1]
+    done_at_kill = store.count_completed(ids)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait(30)
+    killed_at = time.monotonic()
+    print(f"SIGKILLed {victim.worker_id} (pid {victim.proc.pid}) with "
+          f"{done_at_kill}/{len(ids)} tasks complete")  # fmt: skip
+
+    survivors = {w.worker_id for w in workers if w is not victim}
+    moved = _wait_for(
+        lambda: _settled(settings, survivors),
+        max(60, 4 * args.session_ms / 1000),
+        f"a committed generation without {victim.worker_id}",
+    )
+    print(f"new generation committed {time.monotonic() - killed_at:.1f}s after the kill: "
+          f"{_describe(moved)}")  # fmt: skip
+
+    _wait_for(
+        lambda: store.count_completed(ids) == len(ids) or None,
+        180,
+        "every task to complete after the kill",
+    )
+    print(f"all {len(ids)} tasks complete {time.monotonic() - killed_at:.1f}s after the kill")
+    _report(settings, ids, victim, store)
+
+
+def _report(settings: AppSettings, ids: list[str], victim: DemoWorker, store: ResultStore) -> None:
+    r: redis.Redis[bytes] = redis.Redis.from_url(settings.redis)
+    execs = {k.decode(): int(v) for k, v in r.hgetall(execs_key(settings.namespace)).items()}
+    starts = [line.decode().split() for line in r.lrange(starts_key(settings.namespace), 0, -1)]
+    by_pid = collections.Counter(pid for _, pid in starts)
+    victim_tasks = {task for task, pid in starts if int(pid) == victim.proc.pid}
+    repeated = {task for task, n in execs.items() if n > 1}
+    missing = [i for i in ids if i not in execs]
+    print(f"executions: {sum(execs.values())} starts for {len(execs)} tasks; "
+          f"{len(repeated)} ran twice, all of them started by the killed worker: "
+          f"{repeated <= victim_tasks}")  # fmt: skip
+    print("starts per worker pid: " + ", ".join(f"{p}: {n}" for p, n in sorted(by_pid.items())))
+    print(f"completion records: {store.count_completed(ids)} for {len(ids)} task ids (one each)")
+    with Client(settings=settings) as client:
+        sample = client.result(ids[-1], timeout=10)
+    print(f"result of the last task: {sample!r}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tasks never started")
+    if not repeated <= victim_tasks:
+        problems.append("a task ran twice that the killed worker had not started")
+    if problems:
+        raise DemoFailed("; ".join(problems))
+    print("OK: every accepted task completed once, after a worker was killed mid-run")
+
+
+def _settled(settings: AppSettings, worker_ids: set[str]) -> Assignment | None:
+    """The last committed generation if its owners are exactly `worker_ids`, all partitions
+    owned; else None."""
+    a = last_committed(settings, timeout=5.0)
+    if a is None:
+        return None
+    owners = {_worker_of(m) for m, parts in a.owners.items() if parts}
+    owned = sorted(p for parts in a.owners.values() for p in parts)
+    if owners == worker_ids and owned == list(range(settings.partitions)):
+        return a
+    return None
+
+
+def _worker_of(member_id: str) -> str:
+    return worker_id_from_member(member_id) or member_id
+
+
+def _describe(a: Assignment) -> str:
+    parts = "; ".join(
+        f"{_worker_of(m)} owns {sorted(ps)}" for m, ps in sorted(a.owners.items()) if ps
+    )
+    return f"generation {a.generation}, leader {_worker_of(a.leader)}; {parts}"
+
+
+def _wait_for(cond: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _worker_env(settings: AppSettings, session_ms: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGLEADER_")}
+    env.update(
+        {
+            "RINGLEADER_NAMESPACE": settings.namespace,
+            "RINGLEADER_BOOTSTRAP": settings.bootstrap,
+            "RINGLEADER_REDIS": settings.redis,
+            "RINGLEADER_PARTITIONS": str(settings.partitions),
+            "RINGLEADER_SESSION_TIMEOUT_MS": str(session_ms),
+            "RINGLEADER_REBALANCE_TIMEOUT_MS": str(max(2 * session_ms, 12000)),
+            "RINGLEADER_HEARTBEAT_INTERVAL_MS": "500",
+            "RINGLEADER_FENCE_MARGIN_MS": "2000",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _start_worker(
+    worker_id: str, concurrency: int, env: dict[str, str], log_dir: Path
+) -> DemoWorker:
+    log = log_dir / f"{worker_id}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.run", APP_REF, "--id", worker_id,
+             "--concurrency", str(concurrency), "--log-level", "INFO"],
+            env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=log_dir,
+        )  # fmt: skip
+    return DemoWorker(worker_id, proc, log)
+
+
+def _stop_workers(workers: list[DemoWorker]) -> None:
+    """SIGTERM every worker still running (they drain and leave), SIGKILL after a bound."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    stopped = []
+    for w in workers:
+        try:
+            rc = w.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            rc = w.proc.wait(10)
+        if rc == 0:
+            stopped.append(w.worker_id)
+    if stopped:
+        print(f"workers {', '.join(stopped)} stopped cleanly on SIGTERM")

@@ -197,6 +197,13 @@ class ResultStore:
     def is_completed(self, task_id: str) -> bool:
         return bool(self._r.exists(self._keys(task_id)[0]))
 
+    def count_completed(self, task_ids: Sequence[str]) -> int:
+        """How many of `task_ids` have a completion record (one pipelined round trip)."""
+        pipe = self._r.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.exists(self._keys(task_id)[0])
+        return sum(1 for x in pipe.execute() if x)
+
     def get_completion(self, task_id: str) -> Completion | None:
         raw = self._r.get(self._keys(task_id)[0])
         return None if raw is None else _decode(task_id, raw)

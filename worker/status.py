@@ -260,7 +260,7 @@ def _group(report: StatusReport, settings: AppSettings, group: str, timeout: flo
     owners = assignment.owners if assignment is not None else {}
     seen = set()
     for member_id, host, meta, _ in sorted(described):
-        worker_id = _worker_id_from_member(member_id)
+        worker_id = worker_id_from_member(member_id)
         with contextlib.suppress(MetadataDecodeError):
             worker_id = MemberMetadata.decode(meta).worker_id
         parts = owners.get(member_id)
@@ -276,7 +276,7 @@ _MEMBER_ID = re.compile(
 )
 
 
-def _worker_id_from_member(member_id: str) -> str | None:
+def worker_id_from_member(member_id: str) -> str | None:
     """Brokers name a member `<client id>-<uuid>`, and workers use the client id
     `ringleader-<worker id>`: the fallback when DescribeGroups carries no member metadata
     (Tansu answers DescribeGroups with empty metadata, assignment, client id and host)."""

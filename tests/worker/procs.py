@@ -258,8 +258,6 @@ def completed_ids(redis_url: str, namespace: str, ids: Sequence[str]) -> list[bo
 
 
 def count_completed(redis_url: str, namespace: str, ids: Sequence[str]) -> int:
-    r: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    pipe = r.pipeline(transaction=False)
-    for i in ids:
-        pipe.exists(f"ringleader:{namespace}:{{{i}}}:done")
-    return sum(1 for x in pipe.execute() if x)
+    from worker.results import ResultStore
+
+    return ResultStore.from_url(redis_url, namespace).count_completed(ids)
