@@ -4,7 +4,13 @@ with a reconcile hashcode; circuit-broken, retried calls to downstream services.
 from registry.backend import Eviction, RegistryBackend, SelfPreservation
 from registry.breakers import BreakerBoard, BreakerSettings, BreakerState, BreakerStatus
 from registry.client import RegistryClient, RegistryEvent, SyncPath, SyncResult
-from registry.downstream import Downstream, DownstreamError, RetryPolicy, breaker_rows
+from registry.downstream import (
+    Downstream,
+    DownstreamError,
+    RetryPolicy,
+    breaker_rows,
+    connect_downstream,
+)
 from registry.errors import NoInstances, RegistryError, ServiceUnavailable
 from registry.hashcode import Hashcode
 from registry.lease import LeaseKeeper
@@ -37,4 +43,5 @@ __all__ = [
     "SyncPath",
     "SyncResult",
     "breaker_rows",
+    "connect_downstream",
 ]

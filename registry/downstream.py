@@ -16,10 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import redis
 import tenacity
 
-from registry.breakers import BreakerBoard, BreakerOpen, BreakerState, BreakerStatus, Listener
-from registry.client import InstanceSource
+from registry.backend import RegistryBackend
+from registry.breakers import (
+    BreakerBoard,
+    BreakerOpen,
+    BreakerSettings,
+    BreakerState,
+    BreakerStatus,
+    Listener,
+    memory_storage,
+    redis_storage,
+)
+from registry.client import InstanceSource, RegistryClient
 from registry.errors import NoInstances, RegistryError, ServiceUnavailable
 from registry.model import Instance
 
@@ -188,6 +199,40 @@ class Downstream:
     def breaker_states(self) -> list[BreakerStatus]:
         return self.board.states()
 
+    def close(self) -> None:
+        """Stop what `connect_downstream` started (the registry copy's sync thread)."""
+        stop = getattr(self.source, "stop", None)
+        if callable(stop):
+            stop()
+
+
+def connect_downstream(
+    redis_url: str,
+    *,
+    prefix: str = "ringleader:registry",
+    service_breaker: BreakerSettings | None = None,
+    instance_breaker: BreakerSettings | None = None,
+    retry: RetryPolicy | None = None,
+    shared_breakers: bool = True,
+    sync_interval: float = 1.0,
+) -> Downstream:
+    """A Downstream over the registry in Redis at `redis_url`: a local copy kept in sync in
+    the background, and breakers whose state is shared through Redis (so every worker, and
+    `ringleader status`, sees an open breaker) unless `shared_breakers` is False.
+
+    Redis being down at connect time is not an error: the copy is empty and stale until a
+    sync succeeds, and calls meanwhile raise NoInstances (the task is parked, not failed).
+    """
+    r: redis.Redis[bytes] = redis.Redis.from_url(
+        redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    source = RegistryClient(RegistryBackend(r, prefix))
+    source.sync()
+    source.start(sync_interval)
+    storage = redis_storage(r, prefix) if shared_breakers else memory_storage
+    board = BreakerBoard(service_breaker, instance_breaker, storage)
+    return Downstream(source, board, retry)
+
 
 def breaker_rows(states: list[BreakerStatus]) -> list[tuple[str, str, str, int]]:
     """(service, instance, state, failures) rows for `ringleader status`."""
@@ -200,5 +245,6 @@ __all__ = [
     "DownstreamError",
     "RetryPolicy",
     "breaker_rows",
+    "connect_downstream",
     "is_retriable",
 ]

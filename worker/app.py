@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from worker.retry import Backoff, RetryPolicy, as_backoff
 from worker.routing import Topics, topics
 from worker.settings import AppSettings, KafkaSecurity
 from worker.tasks import Task, TaskRegistry, default_task_name
+
+if TYPE_CHECKING:
+    from registry.breakers import BreakerSettings
+    from registry.downstream import Downstream
+    from registry.downstream import RetryPolicy as CallRetryPolicy
 
 
 class App:
@@ -45,6 +51,9 @@ class App:
             )
         self.settings = settings
         self.registry = TaskRegistry()
+        self._downstream: Downstream | None = None
+        self._downstream_factory: Callable[[], Downstream] | None = None
+        self._downstream_lock = threading.Lock()
 
     @property
     def namespace(self) -> str:
@@ -101,6 +110,58 @@ class App:
             return self.registry.register(task)
 
         return register if fn is None else register(fn)
+
+    def configure_downstream(
+        self,
+        *,
+        service_breaker: BreakerSettings | None = None,
+        instance_breaker: BreakerSettings | None = None,
+        retry: CallRetryPolicy | None = None,
+        shared_breakers: bool = True,
+        registry_prefix: str = "ringleader:registry",
+    ) -> None:
+        """Settings of `app.downstream` (call before its first use); the defaults are
+        `registry.BreakerSettings()`, `registry.RetryPolicy()` and breakers shared in Redis."""
+        from registry.downstream import connect_downstream
+
+        def build() -> Downstream:
+            return connect_downstream(
+                self.settings.redis,
+                prefix=registry_prefix,
+                service_breaker=service_breaker,
+                instance_breaker=instance_breaker,
+                retry=retry,
+                shared_breakers=shared_breakers,
+            )
+
+        with self._downstream_lock:
+            if self._downstream is not None:
+                raise RuntimeError("configure_downstream() after app.downstream was first used")
+            self._downstream_factory = build
+
+    @property
+    def downstream(self) -> Downstream:
+        """Call registered services from a task: `app.downstream.call("billing", fn)` runs
+        `fn(instance)` on an UP instance, round robin, behind the service's and the
+        instance's breakers, retried on retriable errors. While the breaker is open it
+        raises ServiceUnavailable, and the worker parks the task (no retry spent) until the
+        breaker lets a trial call through. Built on first use, one per process."""
+        with self._downstream_lock:
+            if self._downstream is None:
+                if self._downstream_factory is None:
+                    from registry.downstream import connect_downstream
+
+                    self._downstream = connect_downstream(self.settings.redis)
+                else:
+                    self._downstream = self._downstream_factory()
+            return self._downstream
+
+    def close(self) -> None:
+        """Release what the app built on use (the downstream registry copy's sync thread)."""
+        with self._downstream_lock:
+            if self._downstream is not None:
+                self._downstream.close()
+                self._downstream = None
 
     def __repr__(self) -> str:
         s = self.settings

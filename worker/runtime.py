@@ -366,6 +366,7 @@ class Worker:
             self._offsets_client.close()
         if self._registration is not None:
             self._registration.close()
+        self.app.close()
         if self._own_gate and self._batch_gate is not None:
             self._batch_gate.close()
         log.info("worker %s stopped", self.worker_id)
