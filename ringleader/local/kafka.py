@@ -125,6 +125,10 @@ def _classpath(libs: Path) -> str:
 
 
 def format_storage(node: KafkaNode, nodes: list[KafkaNode], cluster_id: str, libs: Path) -> None:
+    """Fresh storage: each `up` starts an empty cluster, like its Redis (no persistence).
+    A data dir left by an earlier `up` in the same DIR carries that cluster's id, which the
+    format tool refuses to overwrite."""
+    shutil.rmtree(node.dir / "data", ignore_errors=True)
     node.dir.mkdir(parents=True, exist_ok=True)
     (node.dir / "server.properties").write_text(_properties(node, nodes))
     proc = subprocess.run(

@@ -48,6 +48,26 @@ def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
     assert run_cli("local", "status", "--dir", str(d)).returncode == 3
 
 
+@pytest.mark.slow
+def test_kafka_and_redis_up_down_up_again_in_the_same_dir(tmp_path: Path) -> None:
+    d = tmp_path / "stack"
+    for _ in range(2):  # the second `up` finds the first one's formatted storage
+        up = run_cli("local", "up", "--kafka", "--redis", "--dir", str(d), "--json")
+        assert up.returncode == 0, up.stderr
+        conn = json.loads(up.stdout)
+        stack = services.load(d)
+        assert stack is not None
+        pids = [s.pid for s in stack.services]
+        try:
+            assert redis.Redis.from_url(conn["redis"]).ping()
+            host, port = conn["bootstrap"].split(":")
+            assert procs.port_open(host, int(port))
+        finally:
+            down = run_cli("local", "down", "--dir", str(d))
+        assert down.returncode == 0, down.stderr
+        assert not any(procs.alive(p) for p in pids)
+
+
 def test_up_without_services_is_a_usage_error(tmp_path: Path) -> None:
     r = run_cli("local", "up", "--dir", str(tmp_path))
     assert r.returncode == 2
