@@ -51,6 +51,9 @@ __all__ = [
 # (task id, task name, envelope bytes, record key, explicit partition or None)
 Prepared = tuple[str, str, bytes, bytes | None, int | None]
 
+# isinstance(x, str) without a Python frame per key (the submit path checks every kwarg key).
+_is_str = str.__instancecheck__
+
 # How long `result()` blocks per Redis call when waiting without a deadline.
 _WAIT_CHUNK = 60.0
 
@@ -268,7 +271,7 @@ class Client:
                 if not isinstance(kwargs, Mapping):
                     self._bad(specs, i, f"kwargs must be a dict, got {type(kwargs).__name__}")
                 kwargs = dict(kwargs)
-            if kwargs and not all(type(k) is str for k in kwargs):
+            if kwargs and not all(map(_is_str, kwargs)):
                 self._bad(specs, i, "kwargs must be a dict with string keys")
             if type(s.priority) is not int:
                 self._bad(specs, i, f"priority must be an int, got {s.priority!r}")
