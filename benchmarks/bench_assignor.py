@@ -1,6 +1,6 @@
 """Time each assignor on 10,000 partitions over 1,000 members (median of several runs).
 
-Run: /work/venv/bin/python benchmarks/bench_assignor.py [--runs N]
+Run: .venv/bin/python benchmarks/bench_assignor.py [--runs N]
 The sticky case starts from a settled round-robin assignment with one member gone, so it
 measures the realistic rebalance path; the capacity case has mixed capacities and labels.
 """

@@ -8,7 +8,7 @@
    complete generation.
 
     RINGLEADER_TEST_KAFKA=127.0.0.1:19092 RINGLEADER_TEST_TANSU=127.0.0.1:19192 \\
-        /work/venv/bin/python benchmarks/bench_coordination.py [--sizes 3,10,50]
+        .venv/bin/python benchmarks/bench_coordination.py [--sizes 3,10,50]
 
 Targets: after a leave or a join the next generation within 2 s on Apache Kafka; after a
 kill within session timeout + 2 s.

@@ -9,7 +9,7 @@
 4. Round trip: 500 sequential `client.submit("noop").result()`; p50/p99.
 
     RINGLEADER_TEST_KAFKA=127.0.0.1:19092 RINGLEADER_TEST_REDIS=redis://127.0.0.1:16379/0 \\
-        /work/venv/bin/python benchmarks/bench_dispatch.py [--tasks 100000] [--broker tansu]
+        .venv/bin/python benchmarks/bench_dispatch.py [--tasks 100000] [--broker tansu]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Bytes are counted on the client's socket (every byte redis-py reads from Redis),
 include RESP framing, the seq, epoch and hashcode that travel with each sync.
 
     RINGLEADER_BENCH_REDIS=redis://127.0.0.1:16379/0 \
-        /work/venv/bin/python benchmarks/bench_registry.py [--instances 10000] [--repeat 5]
+        .venv/bin/python benchmarks/bench_registry.py [--instances 10000] [--repeat 5]
 """
 
 from __future__ import annotations
