@@ -23,9 +23,9 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     )
 
 
-def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
-    d = tmp_path / "stack"
-    up = run_cli("local", "up", "--tansu", "--valkey", "--dir", str(d), "--json")
+def up_and_check(d: Path, *services_args: str) -> list[int]:
+    """`local up ... --json`; checks both services answer; returns the stack's pids."""
+    up = run_cli("local", "up", *services_args, "--dir", str(d), "--json")
     assert up.returncode == 0, up.stderr
     conn = json.loads(up.stdout)
     assert set(conn) == {"bootstrap", "redis"}
@@ -36,6 +36,16 @@ def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
         assert redis.Redis.from_url(conn["redis"]).ping()
         host, port = conn["bootstrap"].split(":")
         assert procs.port_open(host, int(port))
+    except BaseException:
+        run_cli("local", "down", "--dir", str(d))
+        raise
+    return pids
+
+
+def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
+    d = tmp_path / "stack"
+    pids = up_and_check(d, "--tansu", "--valkey")
+    try:
         st = run_cli("local", "status", "--dir", str(d), "--json")
         assert json.loads(st.stdout)["running"] is True
         again = run_cli("local", "up", "--tansu", "--dir", str(d))
@@ -52,18 +62,8 @@ def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
 def test_kafka_and_redis_up_down_up_again_in_the_same_dir(tmp_path: Path) -> None:
     d = tmp_path / "stack"
     for _ in range(2):  # the second `up` finds the first one's formatted storage
-        up = run_cli("local", "up", "--kafka", "--redis", "--dir", str(d), "--json")
-        assert up.returncode == 0, up.stderr
-        conn = json.loads(up.stdout)
-        stack = services.load(d)
-        assert stack is not None
-        pids = [s.pid for s in stack.services]
-        try:
-            assert redis.Redis.from_url(conn["redis"]).ping()
-            host, port = conn["bootstrap"].split(":")
-            assert procs.port_open(host, int(port))
-        finally:
-            down = run_cli("local", "down", "--dir", str(d))
+        pids = up_and_check(d, "--kafka", "--redis")
+        down = run_cli("local", "down", "--dir", str(d))
         assert down.returncode == 0, down.stderr
         assert not any(procs.alive(p) for p in pids)
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pybreaker
 import pytest
@@ -28,6 +25,7 @@ from registry.client import RegistryClient
 from registry.downstream import Downstream, DownstreamError, RetryPolicy, breaker_rows
 from registry.errors import NoInstances, ServiceUnavailable
 from registry.model import Instance, Status
+from tests.httpstub import FlakyHTTP, http_get, serving
 
 # -- the breaker alone ---------------------------------------------------------------------
 
@@ -87,64 +85,10 @@ def test_pybreaker_itself_serializes_calls() -> None:
 # -- a real HTTP downstream ----------------------------------------------------------------
 
 
-class _Downstream(ThreadingHTTPServer):
-    request_queue_size = 64
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.failing = False
-        self.hits = 0
-        self.failed_hits = 0
-        self.lock = threading.Lock()
-
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Downstream
-
-    def do_GET(self) -> None:
-        srv = self.server
-        with srv.lock:
-            srv.hits += 1
-            failing = srv.failing
-            if failing:
-                srv.failed_hits += 1
-        if self.path == "/slow":
-            time.sleep(0.5)
-        body = b"down" if failing else b"ok"
-        self.send_response(503 if failing else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def http_service() -> Iterator[_Downstream]:
-    srv = _Downstream()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    t.join()
-
-
-def _get(path: str) -> Callable[[Instance], str]:
-    def call(inst: Instance) -> str:
-        try:
-            with urllib.request.urlopen(inst.address + path, timeout=5) as resp:
-                return str(resp.read().decode())
-        except urllib.error.HTTPError as e:
-            raise DownstreamError(f"HTTP {e.code}", retriable=e.code >= 500) from e
-
-    return call
+def http_service() -> Iterator[FlakyHTTP]:
+    with serving() as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -158,7 +102,7 @@ def registry(redis_url: str, unique_name: str) -> Iterator[tuple[RegistryBackend
 
 @pytest.mark.redis
 def test_outage_parks_tasks_and_every_task_completes(
-    http_service: _Downstream, registry: tuple[RegistryBackend, RegistryClient]
+    http_service: FlakyHTTP, registry: tuple[RegistryBackend, RegistryClient]
 ) -> None:
     backend, client = registry
     backend.register(Instance("echo", "e1", http_service.address), time.time())
@@ -190,7 +134,7 @@ def test_outage_parks_tasks_and_every_task_completes(
         task = active.popleft()
         hits_before = http_service.hits
         try:
-            assert ds.call("echo", _get("/")) == "ok"
+            assert ds.call("echo", http_get("/")) == "ok"
             completed.add(task)
         except ServiceUnavailable as e:
             unavailable += 1
@@ -214,7 +158,7 @@ def test_outage_parks_tasks_and_every_task_completes(
 
 @pytest.mark.redis
 def test_concurrent_calls_through_one_breaker_are_not_serialized(
-    http_service: _Downstream, registry: tuple[RegistryBackend, RegistryClient]
+    http_service: FlakyHTTP, registry: tuple[RegistryBackend, RegistryClient]
 ) -> None:
     backend, client = registry
     backend.register(Instance("slow", "s1", http_service.address), time.time())
@@ -222,7 +166,7 @@ def test_concurrent_calls_through_one_breaker_are_not_serialized(
     ds = Downstream(client)
     results: list[object] = []
     threads = [
-        threading.Thread(target=lambda: results.append(ds.call("slow", _get("/slow"))))
+        threading.Thread(target=lambda: results.append(ds.call("slow", http_get("/slow"))))
         for _ in range(8)
     ]
     t0 = time.monotonic()
@@ -237,7 +181,7 @@ def test_concurrent_calls_through_one_breaker_are_not_serialized(
 
 @pytest.mark.redis
 def test_round_robin_skips_down_and_broken_instances(
-    http_service: _Downstream, registry: tuple[RegistryBackend, RegistryClient]
+    http_service: FlakyHTTP, registry: tuple[RegistryBackend, RegistryClient]
 ) -> None:
     backend, client = registry
     for n in range(3):

@@ -5,10 +5,8 @@ recovers, and every task completes with nothing dead-lettered for the outage."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import procs
@@ -17,6 +15,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from registry import Instance, RegistryBackend
+from tests.httpstub import FlakyHTTP, serving
 from worker.client import Client, TaskSpec
 from worker.namespace import ensure_topics
 from worker.results import Status
@@ -29,48 +28,10 @@ DOWNSTREAM_APP = "tests.worker.apps.downstream:app"
 TASKS = 20
 
 
-class Echo(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), EchoHandler)
-        self.failing = True
-        self.hits = 0
-        self.failed_hits = 0
-        self.lock = threading.Lock()
-
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class EchoHandler(BaseHTTPRequestHandler):
-    server: Echo
-
-    def do_GET(self) -> None:
-        with self.server.lock:
-            self.server.hits += 1
-            failing = self.server.failing
-            self.server.failed_hits += failing
-        body = b"down" if failing else b"ok"
-        self.send_response(503 if failing else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def echo() -> Iterator[Echo]:
-    srv = Echo()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    t.join()
+def echo() -> Iterator[FlakyHTTP]:
+    with serving(failing=True) as srv:
+        yield srv
 
 
 def dead_letters(bootstrap: str, topic: str) -> int:
@@ -83,7 +44,7 @@ def dead_letters(bootstrap: str, topic: str) -> int:
 
 
 def test_open_breaker_parks_tasks_until_the_downstream_recovers(
-    echo: Echo, broker: str, redis_url: str, unique_name: str, tmp_path: Path
+    echo: FlakyHTTP, broker: str, redis_url: str, unique_name: str, tmp_path: Path
 ) -> None:
     ns = unique_name
     prefix = f"test:{ns}:registry"

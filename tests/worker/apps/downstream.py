@@ -7,10 +7,9 @@ RINGLEADER_TEST_REGISTRY_PREFIX keeps each test's registry (and shared breaker s
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 
-from registry import BreakerSettings, DownstreamError, Instance, RetryPolicy
+from registry import BreakerSettings, RetryPolicy
+from tests.httpstub import http_get
 from worker.app import App
 
 app = App()
@@ -21,17 +20,6 @@ app.configure_downstream(
     retry=RetryPolicy(attempts=2, initial=0.01),
     registry_prefix=os.environ["RINGLEADER_TEST_REGISTRY_PREFIX"],
 )
-
-
-def http_get(path: str) -> str:
-    def call(inst: Instance) -> str:
-        try:
-            with urllib.request.urlopen(inst.address + path, timeout=5) as resp:
-                return str(resp.read().decode())
-        except urllib.error.HTTPError as e:
-            raise DownstreamError(f"HTTP {e.code}", retriable=e.code >= 500) from e
-
-    return call
 
 
 @app.task(name="fetch", retries=1)
