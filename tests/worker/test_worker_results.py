@@ -216,3 +216,58 @@ def test_set_statuses(store: ResultStore) -> None:
     store.record_completion(b, 1, ttl=60)
     assert store.set_statuses([(a, Status.STARTED), (b, Status.STARTED)], ttl=60) == [True, False]
     assert store.get_status(a) is Status.STARTED and store.get_status(b) is Status.SUCCEEDED
+
+
+def test_completed_many_and_count_completed(client: redis.Redis[bytes]) -> None:
+    from worker.pool import BatchStore
+
+    prefix = f"test-results-{uuid.uuid4().hex}"
+    store = BatchStore(client, prefix)
+    try:
+        ids = [tid() for _ in range(5)]
+        assert store.completed_many([]) == []
+        assert store.completed_many(ids) == [False] * 5  # the one-command path
+        for i in (1, 3):
+            assert store.record_completion(ids[i], i, ttl=60)
+        assert store.completed_many(ids) == [False, True, False, True, False]
+        assert store.count_completed(ids) == 2
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+
+
+def test_batch_write_is_once_only_and_survives_a_script_flush(
+    client: redis.Redis[bytes],
+) -> None:
+    from worker.pool import BatchStore
+
+    prefix = f"test-results-{uuid.uuid4().hex}"
+    store = BatchStore(client, prefix)
+    try:
+        a, b, c = tid(), tid(), tid()
+        assert store.write([], [], ttl=60) == []
+        flags = store.write(
+            [(c, Status.STARTED)],
+            [CompletionWrite(a, packed=msgpack.packb(1)), CompletionWrite(b, error_type="E")],
+            ttl=60,
+        )
+        assert flags == [True, True]
+        assert store.get_status(c) is Status.STARTED
+        assert store.get_status(a) is Status.SUCCEEDED and store.wait_result(a, 1).value() == 1
+        assert store.get_status(b) is Status.DEAD_LETTERED
+        client.script_flush()  # as after a Redis restart: NOSCRIPT, loaded, sent again
+        flags = store.write(
+            [(a, Status.RETRYING)],  # a completed task keeps its terminal status
+            [CompletionWrite(a, packed=msgpack.packb(2)), CompletionWrite(c, packed=b"\xc0")],
+            ttl=60,
+        )
+        assert flags == [False, True]
+        first = store.get_completion(a)
+        assert first is not None and first.value() == 1
+        assert store.get_status(a) is Status.SUCCEEDED
+        assert store.get_status(c) is Status.SUCCEEDED
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
