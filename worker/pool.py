@@ -2,7 +2,7 @@
 
 Handler threads take tasks from the `SchedulingQueue` and run them. A finished task is handed
 to the flusher, which records completions for every thread in one Redis round trip
-(`ResultStore.record_many`) — group commit. A handler waits until its completion is recorded
+(`ResultStore.write`) — group commit. A handler waits until its completion is recorded
 before taking the next task, so at any moment at most `concurrency` tasks of this worker have
 run without their completion being recorded: the bound on duplicate executions when the
 worker is killed.
@@ -10,7 +10,6 @@ worker is killed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -18,115 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis
-from redis.exceptions import NoScriptError
 
-from worker import results
 from worker.queues import QueuedTask, SchedulingQueue
 from worker.results import CompletionWrite, ResultStore, Status
 
 log = logging.getLogger("ringleader.worker.pool")
 
 _POP_WAIT = 0.2
-
-# One call for a flusher batch: the statuses (as results._STATUS_LUA does each), then the
-# completions (as results._RECORD_LUA does each); returns the completions' once-only flags.
-# KEYS: per status (done, status), then per completion (done, status, notify).
-# ARGV: ttl_ms, number of statuses, the statuses, then per completion (record, terminal status).
-# One command instead of a pipeline of one EVALSHA per task: a tenth of the client's work.
-# (All keys in one script: a single Redis server, as the worker's redis.Redis client is.)
-_WRITE_LUA = """
-local ttl = ARGV[1]
-local ns = tonumber(ARGV[2])
-local k, a = 1, 3
-for _ = 1, ns do
-  if redis.call('EXISTS', KEYS[k]) == 0 then
-    redis.call('SET', KEYS[k + 1], ARGV[a], 'PX', ttl)
-  end
-  k, a = k + 2, a + 1
-end
-local out = {}
-for i = 1, (#KEYS - 2 * ns) / 3 do
-  if redis.call('SET', KEYS[k], ARGV[a], 'NX', 'PX', ttl) then
-    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ttl)
-    redis.call('DEL', KEYS[k + 2])
-    redis.call('RPUSH', KEYS[k + 2], '1')
-    redis.call('PEXPIRE', KEYS[k + 2], ttl)
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-  k, a = k + 3, a + 2
-end
-return out
-"""
-# EVALSHA names a script by the SHA-1 of its text (what register_script computes too).
-_WRITE_SHA = hashlib.sha1(_WRITE_LUA.encode()).hexdigest()
-
-
-class BatchStore(ResultStore):
-    """ResultStore plus the batched calls of the worker's hot path, one round trip each.
-
-    `write` sends statuses and completions in one EVALSHA of a script doing what the store's
-    own scripts do per task (same keys, same once-only semantics as `set_statuses` /
-    `record_many`); a NOSCRIPT (Redis restarted or flushed) loads it and sends the call
-    again, which is safe: nothing of it ran.
-    """
-
-    def completed_many(self, task_ids: Sequence[str]) -> list[bool]:
-        """Which of these tasks have completed.
-
-        One multi-key EXISTS first: it counts, and nearly always the count is 0 (a task is
-        seen completed only when redelivered), which answers for every task in one command;
-        only a non-zero count asks key by key (a second round trip).
-        """
-        if not task_ids:
-            return []
-        keys = [self._keys(tid)[0] for tid in task_ids]
-        if not self._r.exists(*keys):
-            return [False] * len(keys)
-        pipe = self._r.pipeline(transaction=False)
-        for key in keys:
-            pipe.exists(key)
-        return [bool(x) for x in pipe.execute()]
-
-    def write(
-        self,
-        statuses: Sequence[tuple[str, Status]],
-        writes: Sequence[CompletionWrite],
-        ttl: float,
-    ) -> list[bool]:
-        """Set non-terminal statuses, then record completions; returns the completions'
-        once-only flags (False: the task had already completed, nothing written)."""
-        if not statuses and not writes:
-            return []
-        ttl_ms = max(1, round(ttl * 1000))
-        keys: list[str] = []
-        args: list[bytes | str | int] = [ttl_ms, len(statuses)]
-        for task_id, status in statuses:
-            done, key, _ = self._keys(task_id)
-            keys += (done, key)
-            args.append(str(status))
-        for w in writes:
-            record = results._record(
-                w.ok,
-                packed=w.packed if w.ok else None,
-                error_type=w.error_type,
-                error=w.error,
-                at=w.at,
-                worker_id=w.worker_id,
-            )
-            keys += self._keys(w.task_id)
-            args += (record, str(Status.SUCCEEDED if w.ok else Status.DEAD_LETTERED))
-        for attempt in (1, 2):
-            try:
-                replies = self._r.execute_command("EVALSHA", _WRITE_SHA, len(keys), *keys, *args)
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                self._r.execute_command("SCRIPT", "LOAD", _WRITE_LUA)
-                continue
-            return [bool(x) for x in replies]
-        raise AssertionError("unreachable")
 
 
 class HandlerPool:
@@ -201,7 +98,7 @@ class Flusher:
 
     def __init__(
         self,
-        store: BatchStore,
+        store: ResultStore,
         ttl: float,
         after: AfterRecord,
         *,
@@ -278,7 +175,7 @@ class Flusher:
                 statuses, self._statuses = self._statuses, []
                 self._busy = True
             try:
-                flags = self._store.write(statuses, [i.write for i in items], self._ttl)
+                _, flags = self._store.write(statuses, [i.write for i in items], self._ttl)
                 for item, flag in zip(items, flags, strict=True):
                     item.recorded = flag
             except redis.RedisError as e:

@@ -73,28 +73,57 @@ class CompletionWrite:
     def ok(self) -> bool:
         return self.error_type is None
 
+    @property
+    def status(self) -> Status:
+        """The terminal status this completion sets."""
+        return Status.SUCCEEDED if self.ok else Status.DEAD_LETTERED
+
+    def record(self) -> bytes:
+        """The stored completion record."""
+        return _record(
+            self.ok,
+            packed=self.packed if self.ok else None,
+            error_type=self.error_type,
+            error=self.error,
+            at=self.at,
+            worker_id=self.worker_id,
+        )
+
 
 _RECORD_KEYS = frozenset({"v", "ok", "result", "error_type", "error", "at", "worker_id"})
 
-# KEYS: done, status, notify. ARGV: record, ttl_ms, terminal status.
-_RECORD_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-  redis.call('DEL', KEYS[3])
-  redis.call('RPUSH', KEYS[3], '1')
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return 1
+# Statuses, then completions, for any number of tasks in one call; returns a flag for each:
+# a status is set unless the task already completed (which keeps its terminal status); a
+# completion is written once (SET NX), with its terminal status and a wake-up token.
+# KEYS: per status (done, status), then per completion (done, status, notify).
+# ARGV: ttl_ms, number of statuses, each status, then per completion (record, terminal status).
+_WRITE_LUA = """
+local ttl = ARGV[1]
+local ns = tonumber(ARGV[2])
+local out = {}
+local k, a = 1, 3
+for i = 1, ns do
+  if redis.call('EXISTS', KEYS[k]) == 0 then
+    redis.call('SET', KEYS[k + 1], ARGV[a], 'PX', ttl)
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  k, a = k + 2, a + 1
 end
-return 0
-"""
-
-# KEYS: done, status. ARGV: status, ttl_ms. A completed task keeps its terminal status.
-_STATUS_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+for i = ns + 1, ns + (#KEYS - 2 * ns) / 3 do
+  if redis.call('SET', KEYS[k], ARGV[a], 'NX', 'PX', ttl) then
+    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ttl)
+    redis.call('DEL', KEYS[k + 2])
+    redis.call('RPUSH', KEYS[k + 2], '1')
+    redis.call('PEXPIRE', KEYS[k + 2], ttl)
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  k, a = k + 3, a + 2
 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
+return out
 """
 
 
@@ -118,8 +147,7 @@ class ResultStore:
             raise ValueError("the Redis client must not use decode_responses (records are bytes)")
         self._r = client
         self._prefix = prefix
-        self._record = client.register_script(_RECORD_LUA)
-        self._status = client.register_script(_STATUS_LUA)
+        self._write = client.register_script(_WRITE_LUA)
 
     @classmethod
     def from_url(cls, url: str, namespace: str) -> ResultStore:
@@ -128,6 +156,37 @@ class ResultStore:
     def _keys(self, task_id: str) -> tuple[str, str, str]:
         base = f"{self._prefix}:{{{task_id}}}"
         return f"{base}:done", f"{base}:status", f"{base}:notify"
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def write(
+        self,
+        statuses: Sequence[tuple[str, Status]],
+        writes: Sequence[CompletionWrite],
+        ttl: float,
+    ) -> tuple[list[bool], list[bool]]:
+        """Set non-terminal statuses, then record completions, in one round trip (one script,
+        so on Redis Cluster the tasks must share a slot; a single task's keys always do).
+
+        Returns (status flags, completion flags): a status is ignored (False) once its task has
+        completed; a completion is written once (False: it had already completed, nothing
+        written, the first result stays).
+        """
+        if not statuses and not writes:
+            return [], []
+        keys: list[str] = []
+        args: list[bytes | str | int] = [_ttl_ms(ttl), len(statuses)]
+        for task_id, status in statuses:
+            if status in TERMINAL:
+                raise ValueError(f"{status} is set by record_completion/record_failure only")
+            done, key, _ = self._keys(task_id)
+            keys += (done, key)
+            args.append(str(status))
+        for w in writes:
+            keys += self._keys(w.task_id)
+            args += (w.record(), str(w.status))
+        flags = [bool(x) for x in self._write(keys=keys, args=args)]
+        return flags[: len(statuses)], flags[len(statuses) :]
 
     # --- completion ---------------------------------------------------------------------------
 
@@ -150,10 +209,8 @@ class ResultStore:
                 packed = msgpack.packb(result, use_bin_type=True)
             except (TypeError, ValueError, OverflowError) as e:
                 raise EnvelopeError(f"result is not msgpack-serialisable: {e}") from e
-        record = _record(
-            True, packed=packed, error_type=None, error=None, at=at, worker_id=worker_id
-        )
-        return self._write(task_id, record, ttl, Status.SUCCEEDED)
+        w = CompletionWrite(task_id, packed=packed, at=at, worker_id=worker_id)
+        return self.record_many([w], ttl)[0]
 
     def record_failure(
         self,
@@ -166,43 +223,32 @@ class ResultStore:
         worker_id: str | None = None,
     ) -> bool:
         """Record a final failure (dead-lettered) once; False when already completed."""
-        record = _record(
-            False, packed=None, error_type=error_type, error=error, at=at, worker_id=worker_id
-        )
-        return self._write(task_id, record, ttl, Status.DEAD_LETTERED)
-
-    def _write(self, task_id: str, record: bytes, ttl: float, status: Status) -> bool:
-        written = self._record(keys=self._keys(task_id), args=[record, _ttl_ms(ttl), str(status)])
-        return bool(written)
+        w = CompletionWrite(task_id, error_type=error_type, error=error, at=at, worker_id=worker_id)
+        return self.record_many([w], ttl)[0]
 
     def record_many(self, writes: Sequence[CompletionWrite], ttl: float) -> list[bool]:
         """Record several completions in one round trip; each is once-only like the others."""
-        ttl_ms = _ttl_ms(ttl)
-        pipe = self._r.pipeline(transaction=False)
-        for w in writes:
-            record = _record(
-                w.ok,
-                packed=w.packed if w.ok else None,
-                error_type=w.error_type,
-                error=w.error,
-                at=w.at,
-                worker_id=w.worker_id,
-            )
-            status = Status.SUCCEEDED if w.ok else Status.DEAD_LETTERED
-            self._record(
-                keys=self._keys(w.task_id), args=[record, ttl_ms, str(status)], client=pipe
-            )
-        return [bool(x) for x in pipe.execute()]
+        return self.write((), writes, ttl)[1]
 
     def is_completed(self, task_id: str) -> bool:
         return bool(self._r.exists(self._keys(task_id)[0]))
 
     def count_completed(self, task_ids: Sequence[str]) -> int:
-        """How many of `task_ids` have a completion record (one pipelined round trip)."""
+        """How many of `task_ids` have a completion record (one multi-key EXISTS)."""
+        if not task_ids:
+            return 0
+        return int(self._r.exists(*(self._keys(t)[0] for t in task_ids)))
+
+    def completed_many(self, task_ids: Sequence[str]) -> list[bool]:
+        """Which of these tasks have completed. The count comes first: it is nearly always 0
+        (a task is found completed only when redelivered), which answers for all of them in
+        one command; otherwise one pipelined EXISTS per task follows."""
+        if not self.count_completed(task_ids):
+            return [False] * len(task_ids)
         pipe = self._r.pipeline(transaction=False)
         for task_id in task_ids:
             pipe.exists(self._keys(task_id)[0])
-        return sum(1 for x in pipe.execute() if x)
+        return [bool(x) for x in pipe.execute()]
 
     def get_completion(self, task_id: str) -> Completion | None:
         raw = self._r.get(self._keys(task_id)[0])
@@ -227,21 +273,11 @@ class ResultStore:
 
     def set_status(self, task_id: str, status: Status, ttl: float) -> bool:
         """Set a non-terminal status; ignored (False) once the task has completed."""
-        if status in TERMINAL:
-            raise ValueError(f"{status} is set by record_completion/record_failure only")
-        done, key, _ = self._keys(task_id)
-        return bool(self._status(keys=[done, key], args=[str(status), _ttl_ms(ttl)]))
+        return self.set_statuses([(task_id, status)], ttl)[0]
 
     def set_statuses(self, statuses: Sequence[tuple[str, Status]], ttl: float) -> list[bool]:
         """`set_status` for several tasks in one round trip."""
-        ttl_ms = _ttl_ms(ttl)
-        pipe = self._r.pipeline(transaction=False)
-        for task_id, status in statuses:
-            if status in TERMINAL:
-                raise ValueError(f"{status} is set by record_completion/record_failure only")
-            done, key, _ = self._keys(task_id)
-            self._status(keys=[done, key], args=[str(status), ttl_ms], client=pipe)
-        return [bool(x) for x in pipe.execute()]
+        return self.write(statuses, (), ttl)[0]
 
     def get_status(self, task_id: str) -> Status | None:
         raw = self._r.get(self._keys(task_id)[1])

@@ -50,11 +50,11 @@ from worker.errors import EnvelopeError, PayloadTooLarge
 from worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
 from worker.namespace import ensure_topics
 from worker.offsets import OffsetTracker
-from worker.pool import BatchStore, Finished, Flusher, HandlerPool
+from worker.pool import Finished, Flusher, HandlerPool
 from worker.producers import WorkerProducers
 from worker.queues import QueuedTask, SchedulingQueue
 from worker.registration import Registration
-from worker.results import CompletionWrite, Status
+from worker.results import CompletionWrite, ResultStore, Status
 
 log = logging.getLogger("ringleader.worker")
 
@@ -217,7 +217,7 @@ class Worker:
         # Built in start().
         self._consumer: Consumer | None = None
         self._producers: WorkerProducers | None = None
-        self._store: BatchStore | None = None
+        self._store: ResultStore | None = None
         self._queue = SchedulingQueue()
         self._flusher: Flusher | None = None
         self._pool: HandlerPool | None = None
@@ -249,7 +249,7 @@ class Worker:
             s.redis, socket_timeout=10.0, socket_connect_timeout=5.0
         )
         # Same prefix as ResultStore.from_url, so clients find what workers record.
-        self._store = BatchStore(client, f"ringleader:{s.namespace}")
+        self._store = ResultStore(client, f"ringleader:{s.namespace}")
         self._consumer = Consumer(
             {
                 **rk,

@@ -219,10 +219,8 @@ def test_set_statuses(store: ResultStore) -> None:
 
 
 def test_completed_many_and_count_completed(client: redis.Redis[bytes]) -> None:
-    from worker.pool import BatchStore
-
     prefix = f"test-results-{uuid.uuid4().hex}"
-    store = BatchStore(client, prefix)
+    store = ResultStore(client, prefix)
     try:
         ids = [tid() for _ in range(5)]
         assert store.completed_many([]) == []
@@ -240,19 +238,17 @@ def test_completed_many_and_count_completed(client: redis.Redis[bytes]) -> None:
 def test_batch_write_is_once_only_and_survives_a_script_flush(
     client: redis.Redis[bytes],
 ) -> None:
-    from worker.pool import BatchStore
-
     prefix = f"test-results-{uuid.uuid4().hex}"
-    store = BatchStore(client, prefix)
+    store = ResultStore(client, prefix)
     try:
         a, b, c = tid(), tid(), tid()
-        assert store.write([], [], ttl=60) == []
+        assert store.write([], [], ttl=60) == ([], [])
         flags = store.write(
             [(c, Status.STARTED)],
             [CompletionWrite(a, packed=msgpack.packb(1)), CompletionWrite(b, error_type="E")],
             ttl=60,
         )
-        assert flags == [True, True]
+        assert flags == ([True], [True, True])
         assert store.get_status(c) is Status.STARTED
         assert store.get_status(a) is Status.SUCCEEDED and store.wait_result(a, 1).value() == 1
         assert store.get_status(b) is Status.DEAD_LETTERED
@@ -262,7 +258,7 @@ def test_batch_write_is_once_only_and_survives_a_script_flush(
             [CompletionWrite(a, packed=msgpack.packb(2)), CompletionWrite(c, packed=b"\xc0")],
             ttl=60,
         )
-        assert flags == [False, True]
+        assert flags == ([False], [False, True])
         first = store.get_completion(a)
         assert first is not None and first.value() == 1
         assert store.get_status(a) is Status.SUCCEEDED
