@@ -78,6 +78,7 @@ class Downstream:
         sleep: Callable[[float], None] = time.sleep,
         retriable: Callable[[BaseException], bool] = is_retriable,
         no_instance_wait: float = 1.0,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self.board = board or BreakerBoard()
@@ -86,6 +87,7 @@ class Downstream:
         self.sleep = sleep
         self.retriable = retriable
         self.no_instance_wait = no_instance_wait
+        self._on_close = on_close
         self._rr: dict[str, int] = {}
         self._rr_lock = threading.Lock()
 
@@ -200,10 +202,11 @@ class Downstream:
         return self.board.states()
 
     def close(self) -> None:
-        """Stop what `connect_downstream` started (the registry copy's sync thread)."""
-        stop = getattr(self.source, "stop", None)
-        if callable(stop):
-            stop()
+        """Release what was handed over as `on_close` (`connect_downstream`'s sync thread and
+        Redis connections)."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
 
 def connect_downstream(
@@ -231,7 +234,12 @@ def connect_downstream(
     source.start(sync_interval)
     storage = redis_storage(r, prefix) if shared_breakers else memory_storage
     board = BreakerBoard(service_breaker, instance_breaker, storage)
-    return Downstream(source, board, retry)
+
+    def close() -> None:
+        source.stop()
+        r.close()
+
+    return Downstream(source, board, retry, on_close=close)
 
 
 def breaker_rows(states: list[BreakerStatus]) -> list[tuple[str, str, str, int]]:
