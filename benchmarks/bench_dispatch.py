@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from coordinator.topics import ensure_topic  # noqa: E402
 from coordinator.wire import GroupClient  # noqa: E402
+from worker import run  # noqa: E402
 from worker.client import Client, TaskSpec  # noqa: E402
 from worker.envelope import Envelope, EventKind, decode_event, encode, new_task_id  # noqa: E402
 from worker.namespace import ensure_topics  # noqa: E402
@@ -78,17 +79,8 @@ def raw_consume(bootstrap: str, n: int, partitions: int) -> float:
 
 
 def worker_env(s: AppSettings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGLEADER_")}
-    env.update(
-        {
-            "RINGLEADER_NAMESPACE": s.namespace,
-            "RINGLEADER_BOOTSTRAP": s.bootstrap,
-            "RINGLEADER_REDIS": s.redis,
-            "RINGLEADER_PARTITIONS": str(s.partitions),
-            "RINGLEADER_SESSION_TIMEOUT_MS": "10000",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
+    env = run.worker_env(s)
+    env.update({"RINGLEADER_SESSION_TIMEOUT_MS": "10000", "PYTHONPATH": str(ROOT)})
     return env
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from ringleader.local import services
 from worker.client import Client, TaskSpec
 from worker.namespace import ensure_topics
 from worker.results import ResultStore
+from worker.run import worker_env
 from worker.settings import AppSettings
 from worker.status import last_committed, worker_id_from_member
 
@@ -128,7 +128,7 @@ def _dispatch(
     args: argparse.Namespace, settings: AppSettings, log_dir: Path, workers: list[DemoWorker]
 ) -> None:
     ensure_topics(settings)
-    env = _worker_env(settings, args.session_ms)
+    env = worker_env(settings, session_ms=args.session_ms)
     for i in range(1, args.workers + 1):
         workers.append(_start_worker(f"w{i}", args.concurrency, env, log_dir))
     print(f"started {len(workers)} worker processes: "
@@ -197,9 +197,7 @@ def _report(settings: AppSettings, ids: list[str], victim: DemoWorker, store: Re
           f"{repeated <= victim_tasks}")  # fmt: skip
     print("starts per worker pid: " + ", ".join(f"{p}: {n}" for p, n in sorted(by_pid.items())))
     print(f"completion records: {store.count_completed(ids)} for {len(ids)} task ids (one each)")
-    with Client(settings=settings) as client:
-        sample = client.result(ids[-1], timeout=10)
-    print(f"result of the last task: {sample!r}")
+    print(f"result of the last task: {store.wait_result(ids[-1], 10).value()!r}")
     problems = []
     if missing:
         problems.append(f"{len(missing)} tasks never started")
@@ -243,24 +241,6 @@ def _wait_for(cond: Callable[[], T | None], timeout: float, what: str) -> T:
         if time.monotonic() >= deadline:
             raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.2)
-
-
-def _worker_env(settings: AppSettings, session_ms: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGLEADER_")}
-    env.update(
-        {
-            "RINGLEADER_NAMESPACE": settings.namespace,
-            "RINGLEADER_BOOTSTRAP": settings.bootstrap,
-            "RINGLEADER_REDIS": settings.redis,
-            "RINGLEADER_PARTITIONS": str(settings.partitions),
-            "RINGLEADER_SESSION_TIMEOUT_MS": str(session_ms),
-            "RINGLEADER_REBALANCE_TIMEOUT_MS": str(max(2 * session_ms, 12000)),
-            "RINGLEADER_HEARTBEAT_INTERVAL_MS": "500",
-            "RINGLEADER_FENCE_MARGIN_MS": "2000",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
 
 
 def _start_worker(

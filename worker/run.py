@@ -12,10 +12,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from types import FrameType
 
 from coordinator.errors import ConfigError
 from worker.app import App
+from worker.settings import AppSettings
 
 log = logging.getLogger("ringleader.worker.run")
 
@@ -48,6 +50,34 @@ def load_app(app_ref: str) -> App:
     if not isinstance(obj, App):
         raise AppRefError(f"{app_ref!r} is a {type(obj).__name__}, not a ringleader App")
     return obj
+
+
+def worker_env(
+    settings: AppSettings,
+    *,
+    session_ms: int | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a worker process started by a script (the demo, tests): `base`
+    (default os.environ) without its RINGLEADER_* variables, then `settings.to_env()`.
+
+    With `session_ms`, the group timings that make a dead worker's partitions move soon after
+    the session timeout: heartbeats every 500 ms, self-fencing 2 s before the session ends.
+    """
+    src = os.environ if base is None else base
+    env = {k: v for k, v in src.items() if not k.startswith("RINGLEADER_")}
+    env.update(settings.to_env())
+    if session_ms is not None:
+        env.update(
+            {
+                "RINGLEADER_SESSION_TIMEOUT_MS": str(session_ms),
+                "RINGLEADER_REBALANCE_TIMEOUT_MS": str(max(2 * session_ms, 12000)),
+                "RINGLEADER_HEARTBEAT_INTERVAL_MS": "500",
+                "RINGLEADER_FENCE_MARGIN_MS": "2000",
+            }
+        )
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | None = None) -> int:

@@ -84,6 +84,16 @@ class KafkaSecurity:
             values[f.name] = _parse_bool(var, raw) if f.type in (bool, "bool") else raw
         return cls(**values)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """RINGLEADER_* variables that `from_env` reads back as these settings."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+                out[ENV_PREFIX + f.name.upper()] = text
+        return out
+
     def librdkafka_config(self) -> dict[str, str]:
         """confluent-kafka (librdkafka) configuration keys."""
         conf = {"security.protocol": self.security_protocol}
@@ -221,6 +231,16 @@ class AppSettings:
             "security": security if security is not None else KafkaSecurity.from_env(env),
         }
         return cls(**{k: v for k, v in picked.items() if v is not None})  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """RINGLEADER_* variables that `from_env` reads back as these settings: what a child
+        process (a worker started by a script) needs to get the same app settings."""
+        out = {
+            ENV_PREFIX + f.name.upper(): str(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "security"
+        }
+        return {**out, **self.security.to_env()}
 
     def librdkafka_config(self) -> dict[str, str]:
         """Connection settings for a confluent-kafka Producer/Consumer (bootstrap + security)."""

@@ -22,7 +22,9 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from worker import envelope as envelope_mod
+from worker import run as worker_run
 from worker.envelope import Envelope, new_task_id
+from worker.settings import AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTING_APP = "tests.worker.apps.counting:app"
@@ -45,25 +47,13 @@ def worker_env(
     session_ms: int = 6000,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("RINGLEADER_") or k.startswith("RINGLEADER_TEST_")
-    }
-    env.update(
-        {
-            "RINGLEADER_NAMESPACE": namespace,
-            "RINGLEADER_BOOTSTRAP": bootstrap,
-            "RINGLEADER_REDIS": redis_url,
-            "RINGLEADER_PARTITIONS": str(partitions),
-            "RINGLEADER_SESSION_TIMEOUT_MS": str(session_ms),
-            "RINGLEADER_REBALANCE_TIMEOUT_MS": str(max(2 * session_ms, 12000)),
-            "RINGLEADER_HEARTBEAT_INTERVAL_MS": "500",
-            "RINGLEADER_FENCE_MARGIN_MS": "2000",
-            "PYTHONPATH": str(ROOT),
-            "PYTHONUNBUFFERED": "1",
-        }
+    app = AppSettings(
+        namespace=namespace, bootstrap=bootstrap, redis=redis_url, partitions=partitions
     )
+    env = worker_run.worker_env(app, session_ms=session_ms)
+    # Test overrides pass through to the workers.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("RINGLEADER_TEST_")})
+    env["PYTHONPATH"] = str(ROOT)
     env.update(extra or {})
     return env
 

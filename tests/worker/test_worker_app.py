@@ -134,6 +134,35 @@ def test_security_from_env() -> None:
 
 
 @pytest.mark.parametrize(
+    "settings",
+    [
+        AppSettings(),
+        AppSettings(
+            namespace="ns.a",
+            bootstrap="h1:1,h2:2",
+            redis="rediss://r:6380/2",
+            partitions=7,
+            concurrency=3,
+            result_ttl=1.5,
+            max_payload_bytes=4096,
+            security=KafkaSecurity(
+                "SASL_SSL",
+                sasl_mechanism="SCRAM-SHA-512",
+                sasl_username="u",
+                sasl_password="p",
+                ssl_cafile="/ca",
+                ssl_check_hostname=False,
+            ),
+        ),
+    ],
+)
+def test_to_env_reads_back_as_the_same_settings(settings: AppSettings) -> None:
+    env = settings.to_env()
+    assert all(k.startswith("RINGLEADER_") for k in env)
+    assert AppSettings.from_env(env) == settings
+
+
+@pytest.mark.parametrize(
     ("kw", "setting"),
     [
         ({"security_protocol": "TLS"}, "security_protocol"),
