@@ -343,7 +343,6 @@ class Client:
             (t, name, data, key, next(spread) % partitions if part is None else part)
             for t, name, data, key, part in prepared
         ]
-        prepared = routed
         deadline = time.monotonic() + self.submit_timeout
         topic = self.topics.tasks
         failures: list[tuple[KafkaError, bytes | None]] = []
@@ -361,18 +360,18 @@ class Client:
                 except BufferError:  # local queue full: serve deliveries, then try again
                     if time.monotonic() >= deadline:
                         self._flush(deadline + 1.0)  # what was queued: settled, or given up
-                        raise self._failed(prepared, failures, unsent=n) from None
+                        raise self._failed(routed, failures, unsent=n) from None
                     self._producer.poll(0.05)
                 except KafkaException as e:
                     self._flush(deadline)
                     raise SubmitError(
                         f"cannot produce to {topic!r}: {e}",
-                        acknowledged=self._handles(prepared[:n], failures),
+                        acknowledged=self._handles(routed[:n], failures),
                     ) from e
         left = self._flush(deadline)
         if failures or left:
-            raise self._failed(prepared, failures, unsent=0, unconfirmed=left > 0)
-        return self._handles(prepared, ())
+            raise self._failed(routed, failures, unsent=0, unconfirmed=left > 0)
+        return self._handles(routed, ())
 
     def _flush(self, deadline: float) -> int:
         """Flush until the queue is empty or the deadline; returns what is left in it.
