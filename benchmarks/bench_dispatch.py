@@ -78,13 +78,17 @@ def raw_consume(bootstrap: str, n: int, partitions: int) -> float:
     return n / dt
 
 
-def worker_env(s: AppSettings) -> dict[str, str]:
+def worker_env(s: AppSettings, record_window: int | None) -> dict[str, str]:
     env = run.worker_env(s)
     env.update({"RINGLEADER_SESSION_TIMEOUT_MS": "10000", "PYTHONPATH": str(ROOT)})
+    if record_window is not None:  # else the workers' default
+        env["RINGLEADER_WORKER_RECORD_WINDOW"] = str(record_window)
     return env
 
 
-def start_workers(s: AppSettings, count: int, concurrency: int, log_dir: Path) -> list[Any]:
+def start_workers(
+    s: AppSettings, count: int, concurrency: int, log_dir: Path, window: int | None
+) -> list[Any]:
     out = []
     for i in range(count):
         fh = open(log_dir / f"w{i}.log", "wb")  # noqa: SIM115 - owned by the child
@@ -95,7 +99,7 @@ def start_workers(s: AppSettings, count: int, concurrency: int, log_dir: Path) -
                     *("--concurrency", str(concurrency), "--log-level", "INFO"),
                 ],
                 cwd=ROOT,
-                env=worker_env(s),
+                env=worker_env(s, window),
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
@@ -154,7 +158,9 @@ def read_events(bootstrap: str, topic: str) -> list[Any]:
     return out
 
 
-def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path) -> None:
+def end_to_end(
+    s: AppSettings, n: int, concurrency: int, log_dir: Path, window: int | None
+) -> None:
     ensure_topics(s)
     with Client(settings=s, producer_config={"linger.ms": 5}) as client:
         t0 = time.perf_counter()
@@ -163,7 +169,7 @@ def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path) -> None:
         submit_rate = n / (time.perf_counter() - t0)
     print(f"  backlog submitted: {n} tasks at {submit_rate:,.0f}/s (Client.submit_many)")
     launched = time.monotonic()
-    procs = start_workers(s, 2, concurrency, log_dir)
+    procs = start_workers(s, 2, concurrency, log_dir, window)
     try:
         done = wait_committed(s, n, 600)
     finally:
@@ -173,15 +179,16 @@ def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path) -> None:
     succeeded = [e.at for e in events if e.kind is EventKind.SUCCEEDED]
     span = max(succeeded) - min(started)
     print(
-        f"  end to end, 2 worker processes x {concurrency} threads: "
+        f"  end to end, 2 worker processes x {concurrency} threads, record window "
+        f"{window if window is not None else 'default'}: "
         f"{len(succeeded) / span:,.0f} tasks/s ({len(succeeded)} succeeded in {span:.2f}s "
         f"from first start to last completion); launch-to-all-committed {done - launched:.1f}s"
     )
 
 
-def latency(s: AppSettings, concurrency: int, log_dir: Path) -> None:
+def latency(s: AppSettings, concurrency: int, log_dir: Path, window: int | None) -> None:
     ensure_topics(s)
-    procs = start_workers(s, 2, concurrency, log_dir)
+    procs = start_workers(s, 2, concurrency, log_dir, window)
     try:
         with Client(settings=s) as client:
             # Warm up until a task round-trips (workers joined and assigned).
@@ -260,6 +267,7 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--record-window", type=int, help="RINGLEADER_WORKER_RECORD_WINDOW")
     args = ap.parse_args()
     env_key = "RINGLEADER_TEST_KAFKA" if args.broker == "kafka" else "RINGLEADER_TEST_TANSU"
     bootstrap = os.environ.get(env_key, "127.0.0.1:19092")
@@ -279,9 +287,9 @@ def main() -> None:
             partitions=args.partitions,
         )
 
-    end_to_end(settings("e2e"), args.tasks, args.concurrency, log_dir)
+    end_to_end(settings("e2e"), args.tasks, args.concurrency, log_dir, args.record_window)
     if not args.skip_latency:
-        latency(settings("lat"), args.concurrency, log_dir)
+        latency(settings("lat"), args.concurrency, log_dir, args.record_window)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Threads of a worker: a bounded pool of handler threads and the completion flusher.
 
 Handler threads take tasks from the `SchedulingQueue` and run them. A finished task is handed
-to the flusher, which records completions for every thread in one Redis round trip
-(`ResultStore.write`) — group commit. A handler waits until its completion is recorded
-before taking the next task, so at any moment at most `concurrency` tasks of this worker have
-run without their completion being recorded: the bound on duplicate executions when the
-worker is killed.
+to the flusher, which records the completions of every thread in one Redis round trip
+(`ResultStore.write`) — group commit. A task starts only with a slot of the `RecordWindow`,
+which the flusher gives back once its completion is recorded, so at any moment at most
+`window` tasks of this worker have run without their completion being recorded: the bound on
+duplicate executions when the worker is killed. Handlers do not wait for their own record, so
+short tasks keep running while the previous ones are written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 
@@ -24,6 +25,53 @@ from worker.results import CompletionWrite, ResultStore, Status
 log = logging.getLogger("ringleader.worker.pool")
 
 _POP_WAIT = 0.2
+
+
+class RecordWindow:
+    """At most `size` slots taken at once; `acquire` blocks while all are taken.
+
+    A handler takes a slot before it starts a task; the slot comes back when the task's
+    completion is recorded, or at once when the task ends without one (a retry, a park).
+    """
+
+    def __init__(self, size: int) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"window size must be an integer >= 1, got {size!r}")
+        self.size = size
+        self._used = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self) -> bool:
+        """Take a slot; False (no slot taken) once the window is closed."""
+        with self._cond:
+            while self._used >= self.size and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._used += 1
+            return True
+
+    def release(self, n: int = 1) -> None:
+        if n <= 0:
+            return
+        with self._cond:
+            if self._used < n:
+                raise RuntimeError(f"releasing {n} slots, {self._used} taken")
+            full = self._used >= self.size
+            self._used -= n
+            if full:
+                self._cond.notify(n)
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def close(self) -> None:
+        """Wake every waiter; later acquires fail."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class HandlerPool:
@@ -79,15 +127,16 @@ class Finished:
     epoch: int
     write: CompletionWrite
     started_at: float
+    holds_slot: bool = False  # its window slot is given back once it is recorded
     recorded: bool = False  # set by the flusher: False when it had already completed
-    done: threading.Event | None = field(default=None, repr=False)
 
 
 AfterRecord = Callable[[Sequence[Finished]], None]
 
 
 class Flusher:
-    """Records completions and statuses in batches; calls `after` with each recorded batch.
+    """Records completions and statuses in batches; calls `after` with each recorded batch,
+    then gives the batch's window slots back.
 
     "started" statuses are written lazily: only for tasks still running `started_after`
     seconds after they began, so a short task costs no status write of its own (its
@@ -101,6 +150,7 @@ class Flusher:
         store: ResultStore,
         ttl: float,
         after: AfterRecord,
+        window: RecordWindow,
         *,
         max_batch: int = 1000,
         started_after: float | None = 0.1,
@@ -110,6 +160,7 @@ class Flusher:
         self._store = store
         self._ttl = ttl
         self._after = after
+        self._window = window
         self._max_batch = max_batch
         self._started_after = started_after
         self._clock = clock
@@ -124,18 +175,15 @@ class Flusher:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, item: Finished, *, wait: bool) -> None:
-        """Hand over a completion; with `wait`, return once it is recorded (or closed)."""
-        done = threading.Event() if wait else None
-        item.done = done
+    def submit(self, item: Finished) -> None:
+        """Hand over a completion to record (never waits; dropped once closed)."""
         with self._cond:
             self._running.pop(item.write.task_id, None)
             if self._closed:
                 return
             self._items.append(item)
-            self._cond.notify()
-        if done is not None:
-            done.wait()
+            if not self._busy:
+                self._cond.notify()
 
     def started(self, task_id: str) -> None:
         """A task began; its "started" status is written if it is still running later."""
@@ -186,7 +234,6 @@ class Flusher:
                     self._busy = False
                     closed = self._closed
                 if closed:
-                    self._release(items)
                     return
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -201,11 +248,8 @@ class Flusher:
                 self._busy = False
                 self._cond.notify_all()
 
-    @staticmethod
-    def _release(items: Sequence[Finished]) -> None:
-        for item in items:
-            if item.done is not None:
-                item.done.set()
+    def _release(self, items: Sequence[Finished]) -> None:
+        self._window.release(sum(1 for item in items if item.holds_slot))
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until everything submitted so far is recorded (True) or `timeout` passes."""
@@ -213,11 +257,12 @@ class Flusher:
             return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Record what is pending (within `timeout`), then stop; waiting handlers are released."""
+        """Record what is pending (within `timeout`), then stop; the window is closed, so
+        handlers waiting for a slot give up."""
         self.wait_idle(timeout)
         with self._cond:
             self._closed = True
-            pending, self._items = self._items, []
+            self._items = []
             self._cond.notify_all()
-        self._release(pending)
+        self._window.close()
         self._thread.join(timeout)

@@ -50,7 +50,7 @@ from worker.errors import EnvelopeError, PayloadTooLarge
 from worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
 from worker.namespace import ensure_topics
 from worker.offsets import OffsetTracker
-from worker.pool import Finished, Flusher, HandlerPool
+from worker.pool import Finished, Flusher, HandlerPool, RecordWindow
 from worker.producers import WorkerProducers
 from worker.queues import QueuedTask, SchedulingQueue
 from worker.registration import Registration
@@ -85,6 +85,10 @@ class WorkerSettings:
     drain_timeout: float = 10.0  # on revoke/stop: how long running tasks may take to finish
     commit_interval: float = 0.5  # seconds between offset commits
     max_outstanding: int = 5000  # tasks held (queued, parked) before fetching pauses
+    # At most this many tasks (never fewer than the concurrency) run without their completion
+    # recorded: the bound on duplicate executions if the worker dies. Long tasks never fill it
+    # (the handler threads bound them); for short ones it is the size of a group commit.
+    record_window: int = 64
     fetch_batch: int = 500
     # A batch whose commit is not in the log this long after its first task was seen (read to
     # the log's end) is abandoned; keep it well above producers' commit timeout.
@@ -108,7 +112,7 @@ class WorkerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"worker setting {name} must be a number > 0, got {value!r}")
-        for name in ("max_outstanding", "fetch_batch"):
+        for name in ("max_outstanding", "fetch_batch", "record_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"worker setting {name} must be an integer >= 1, got {value!r}")
@@ -219,6 +223,8 @@ class Worker:
         self._producers: WorkerProducers | None = None
         self._store: ResultStore | None = None
         self._queue = SchedulingQueue()
+        self.record_window = max(self.settings.record_window, self.concurrency)
+        self._window = RecordWindow(self.record_window)
         self._flusher: Flusher | None = None
         self._pool: HandlerPool | None = None
         self._member: Member | None = None
@@ -273,6 +279,7 @@ class Worker:
             self._store,
             s.result_ttl,
             self._after_record,
+            self._window,
             started_after=self.settings.started_status_after,
         )
         self._pool = HandlerPool(self._queue, self.concurrency, self._run_task, clock=self._clock)
@@ -307,10 +314,11 @@ class Worker:
         self._registration.start()
         self._member.start()
         log.info(
-            "worker %s started: namespace %s, %d handler threads",
+            "worker %s started: namespace %s, %d handler threads, record window %d",
             self.worker_id,
             s.namespace,
             self.concurrency,
+            self.record_window,
         )
 
     def run(self) -> None:
@@ -788,7 +796,7 @@ class Worker:
         for task in release:
             self._queue.push(task, now)
         for task, reason in abandon:
-            self._finish_dead(task, reason, None, None, wait=False)
+            self._finish_dead(task, reason, None, None)
 
     def _drop_parked(self, partitions: set[int]) -> None:
         """Drop parked batch tasks of revoked partitions (caller holds the lock)."""
@@ -832,11 +840,22 @@ class Worker:
 
     def _run_task(self, qt: QueuedTask) -> None:
         assert isinstance(qt, _Fetched)
+        if not self._window.acquire():
+            return  # stopping
+        handed = False
+        try:
+            handed = self._run_claimed(qt)
+        finally:
+            if not handed:
+                self._window.release()
+
+    def _run_claimed(self, task: _Fetched) -> bool:
+        """Run a task holding a window slot; True when the slot went to the flusher with the
+        task's completion (else the caller gives it back)."""
         assert self._producers is not None and self._flusher is not None
-        task = qt
         if not self._claim(task):
             log.debug("dropping %s/%d: partition not held", task.partition, task.offset)
-            return
+            return False
         env = task.envelope
         started = self._clock()
         self._flusher.started(env.id)
@@ -846,27 +865,27 @@ class Worker:
         now = self._clock()
         if isinstance(outcome, Succeeded):
             write = CompletionWrite(env.id, packed=outcome.packed, at=now, worker_id=self.worker_id)
-            self._flusher.submit(Finished(task, task.epoch, write, started), wait=True)
-        elif isinstance(outcome, Retry):
+            self._flusher.submit(Finished(task, task.epoch, write, started, holds_slot=True))
+            return True
+        if isinstance(outcome, Retry):
             self._event(env, EventKind.FAILED, now, error=f"{outcome.error_type}: {outcome.error}")
             self._event(env, EventKind.RETRYING, now, delay=outcome.delay)
             self._flusher.status(env.id, Status.RETRYING)
             nxt = dataclasses.replace(task, envelope=env.next_attempt())
             self._queue.push_backoff(nxt, now + outcome.delay)
             self._release(task)
-        elif isinstance(outcome, Unschedulable):
+            return False
+        if isinstance(outcome, Unschedulable):
             self._flusher.status(env.id, Status.UNSCHEDULABLE)
             self._queue.push_unschedulable(task, outcome.service, outcome.retry_at, now)
             self._release(task)
-        else:
-            assert isinstance(outcome, DeadLetter)
-            if outcome.error_type is not None:
-                self._event(
-                    env, EventKind.FAILED, now, error=f"{outcome.error_type}: {outcome.error}"
-                )
-            self._finish_dead(
-                task, outcome.reason, outcome.error_type, outcome.error, wait=True, claimed=True
-            )
+            return False
+        assert isinstance(outcome, DeadLetter)
+        if outcome.error_type is not None:
+            self._event(env, EventKind.FAILED, now, error=f"{outcome.error_type}: {outcome.error}")
+        return self._finish_dead(
+            task, outcome.reason, outcome.error_type, outcome.error, claimed=True
+        )
 
     def _finish_dead(
         self,
@@ -875,11 +894,11 @@ class Worker:
         error_type: str | None,
         error: str | None,
         *,
-        wait: bool,
         claimed: bool = False,
-    ) -> None:
+    ) -> bool:
         """Dead-letter a decoded task: the record, its final failure, an event; its offset is
-        done once the failure is recorded."""
+        done once the failure is recorded. A `claimed` task (run by a handler) holds a window
+        slot, which goes to the flusher with it; True when it did."""
         assert self._producers is not None and self._flusher is not None
         env = task.envelope
         now = self._clock()
@@ -903,7 +922,7 @@ class Worker:
             with self._lock:
                 st = self._parts.get(task.partition)
                 if st is None or st.epoch != task.epoch:
-                    return
+                    return False
                 st.inflight += 1
         write = CompletionWrite(
             env.id,
@@ -912,7 +931,8 @@ class Worker:
             at=now,
             worker_id=self.worker_id,
         )
-        self._flusher.submit(Finished(task, task.epoch, write, now), wait=wait)
+        self._flusher.submit(Finished(task, task.epoch, write, now, holds_slot=claimed))
+        return claimed
 
     def _event(
         self,
