@@ -73,11 +73,6 @@ class CompletionWrite:
     def ok(self) -> bool:
         return self.error_type is None
 
-    @property
-    def status(self) -> Status:
-        """The terminal status this completion sets."""
-        return Status.SUCCEEDED if self.ok else Status.DEAD_LETTERED
-
     def record(self) -> bytes:
         """The stored completion record."""
         return _record(
@@ -93,10 +88,11 @@ class CompletionWrite:
 _RECORD_KEYS = frozenset({"v", "ok", "result", "error_type", "error", "at", "worker_id"})
 
 # Statuses, then completions, for any number of tasks in one call; returns a flag for each:
-# a status is set unless the task already completed (which keeps its terminal status); a
-# completion is written once (SET NX), with its terminal status and a wake-up token.
-# KEYS: per status (done, status), then per completion (done, status, notify).
-# ARGV: ttl_ms, number of statuses, each status, then per completion (record, terminal status).
+# a status is set unless the task already completed; a completion is written once (SET NX)
+# with a wake-up token. A completed task's status is read from its completion record (so
+# the script writes no status key for it: Redis time is a large part of a short task's cost).
+# KEYS: per status (done, status), then per completion (done, notify).
+# ARGV: ttl_ms, number of statuses, each status, then each completion record.
 _WRITE_LUA = """
 local ttl = ARGV[1]
 local ns = tonumber(ARGV[2])
@@ -111,17 +107,15 @@ for i = 1, ns do
   end
   k, a = k + 2, a + 1
 end
-for i = ns + 1, ns + (#KEYS - 2 * ns) / 3 do
+for i = ns + 1, ns + (#KEYS - 2 * ns) / 2 do
   if redis.call('SET', KEYS[k], ARGV[a], 'NX', 'PX', ttl) then
-    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'PX', ttl)
-    redis.call('DEL', KEYS[k + 2])
-    redis.call('RPUSH', KEYS[k + 2], '1')
-    redis.call('PEXPIRE', KEYS[k + 2], ttl)
+    redis.call('RPUSH', KEYS[k + 1], '1')
+    redis.call('PEXPIRE', KEYS[k + 1], ttl)
     out[i] = 1
   else
     out[i] = 0
   end
-  k, a = k + 3, a + 2
+  k, a = k + 2, a + 1
 end
 return out
 """
@@ -183,8 +177,9 @@ class ResultStore:
             keys += (done, key)
             args.append(str(status))
         for w in writes:
-            keys += self._keys(w.task_id)
-            args += (w.record(), str(w.status))
+            done, _, notify = self._keys(w.task_id)
+            keys += (done, notify)
+            args.append(w.record())
         flags = [bool(x) for x in self._write(keys=keys, args=args)]
         return flags[: len(statuses)], flags[len(statuses) :]
 
@@ -280,7 +275,11 @@ class ResultStore:
         return self.write(statuses, (), ttl)[0]
 
     def get_status(self, task_id: str) -> Status | None:
-        raw = self._r.get(self._keys(task_id)[1])
+        """The terminal status of a completed task (from its record), else the last one set."""
+        done, key, _ = self._keys(task_id)
+        record, raw = self._r.mget(done, key)
+        if record is not None:
+            return Status.SUCCEEDED if _decode(task_id, record).ok else Status.DEAD_LETTERED
         if raw is None:
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
