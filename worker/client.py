@@ -121,6 +121,66 @@ def idempotent_task_id(namespace: str, idempotency_key: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"ringleader:{namespace}:{idempotency_key}").hex
 
 
+class _EnvelopePieces:
+    """The msgpack of an envelope map, in `encode`'s key order, from cached pieces: a fixmap
+    header, then each key followed by its value. Within one `_prepare` call only id, args and
+    kwargs differ between the common tasks (the name's piece is cached per name, the tail of
+    priority .. not_before per priority when there is no idempotency key or not_before)."""
+
+    def __init__(self, packb: Callable[[Any], bytes], batch: str | None, now: float) -> None:
+        self._packb = packb
+        self._batch = batch
+        self._now = now
+        self._head = b"\x8b" + packb("v") + packb(SCHEMA_VERSION) + packb("id")  # 11 keys
+        self._kwargs_key = packb("kwargs")
+        self._names: dict[str, bytes] = {}
+        self._tails: dict[int, bytes] = {}
+
+    def _tail(self, priority: int, ikey: str | None, nb: float | None) -> bytes:
+        p = self._packb
+        return b"".join(
+            (
+                p("priority"),
+                p(priority),
+                p("attempt"),
+                p(1),
+                p("idempotency_key"),
+                p(ikey),
+                p("batch"),
+                p(self._batch),
+                p("submitted_at"),
+                p(self._now),
+                p("not_before"),
+                p(nb),
+            )
+        )
+
+    def envelope(
+        self,
+        task_id: str,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        priority: int,
+        ikey: str | None,
+        nb: float | None,
+    ) -> bytes:
+        p = self._packb
+        name_piece = self._names.get(name)
+        if name_piece is None:
+            name_piece = self._names[name] = p("name") + p(name) + p("args")
+        if ikey is None and nb is None:
+            tail = self._tails.get(priority)
+            if tail is None:
+                tail = self._tails[priority] = self._tail(priority, None, None)
+        else:
+            tail = self._tail(priority, ikey, nb)
+        return b"".join(
+            (self._head, p(task_id), name_piece, p(args), self._kwargs_key, p(kwargs), tail)
+        )
+
+
 class TaskHandle:
     """A submitted, acknowledged task: `id`, `status()`, `result(timeout=...)`."""
 
@@ -248,8 +308,9 @@ class Client:
     def _prepare(self, specs: list[TaskSpec], batch: str | None) -> list[Prepared]:
         """(task id, name, envelope bytes, record key, explicit partition) of each spec.
 
-        The hot path of submitting: envelopes are packed here directly, byte for byte what
-        `worker.envelope.encode` writes (a test holds the two together), with its checks.
+        The hot path of submitting: envelopes are packed here from pieces, byte for byte what
+        `worker.envelope.encode` writes (a test holds the two together), with its checks. Only
+        id, args and kwargs are packed per task; the other fields repeat within a call.
         """
         self._check_open()
         partitions: int | None = None  # looked up at the first key (it may contact the broker)
@@ -257,6 +318,7 @@ class Client:
         limit = self.settings.max_payload_bytes
         ns = self.settings.namespace
         packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+        pieces = _EnvelopePieces(packb, batch, now)
         block = os.urandom(16 * len(specs)).hex()  # one syscall for every task id
         out: list[Prepared] = []
         for i, s in enumerate(specs):
@@ -286,20 +348,8 @@ class Client:
                     self._bad(specs, i, "not_before must be epoch seconds (a number)")
                 nb = float(nb)
             try:
-                data: bytes = packb(
-                    {
-                        "v": SCHEMA_VERSION,
-                        "id": task_id,
-                        "name": name,
-                        "args": args,
-                        "kwargs": kwargs,
-                        "priority": s.priority,
-                        "attempt": 1,
-                        "idempotency_key": ikey,
-                        "batch": batch,
-                        "submitted_at": now,
-                        "not_before": nb,
-                    }
+                data = pieces.envelope(
+                    task_id, name, args, kwargs, priority=s.priority, ikey=ikey, nb=nb
                 )
             except (TypeError, ValueError, OverflowError) as e:
                 self._bad(specs, i, f"not msgpack-serialisable: {e}")

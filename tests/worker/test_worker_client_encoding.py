@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.client import Client, TaskSpec, idempotent_task_id
 from worker.envelope import decode, encode
@@ -68,3 +70,41 @@ def test_payload_limit_names_sizes_and_task(client: Client) -> None:
         client._prepare([TaskSpec("ok"), TaskSpec("big", ["x" * 5000])], None)
     assert e.value.limit == 4096 and e.value.size > 5000
     assert str(e.value).startswith("task 1 ('big'): payload too large")
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            TaskSpec,
+            name=st.sampled_from(["a", "b", "名前"]),
+            key=st.none(),
+            args=st.lists(_values, max_size=3),
+            kwargs=st.dictionaries(st.text(max_size=4), _values, max_size=3),
+            priority=st.integers(-(2**31), 2**31),
+            idempotency_key=st.none() | st.text(min_size=1, max_size=8),
+            not_before=st.none() | st.floats(0, 2e9),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.none() | st.just("e" * 32),
+)
+def test_any_specs_pack_as_envelope_encode_does(specs: list[TaskSpec], batch: str | None) -> None:
+    c = Client(
+        settings=AppSettings(namespace="enc", bootstrap="127.0.0.1:1"),
+        producer_config={"log_level": 2},
+    )
+    try:
+        # Repeated names, priorities and absent keys hit the cached pieces; the rest do not.
+        for _, _, data, _, _ in c._prepare(specs + specs, batch):
+            assert encode(decode(data)) == data
+    finally:
+        c.close(timeout=0)
