@@ -158,9 +158,7 @@ def read_events(bootstrap: str, topic: str) -> list[Any]:
     return out
 
 
-def end_to_end(
-    s: AppSettings, n: int, concurrency: int, log_dir: Path, window: int | None
-) -> None:
+def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, window: int | None) -> None:
     ensure_topics(s)
     with Client(settings=s, producer_config={"linger.ms": 5}) as client:
         t0 = time.perf_counter()

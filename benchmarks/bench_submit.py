@@ -2,14 +2,15 @@
 
     python benchmarks/bench_submit.py --bootstrap 127.0.0.1:19092 [--tasks 50000]
 
-Four figures per broker:
+Figures per broker, each pair waiting for acknowledgements equally often:
 * raw produce: a confluent-kafka Producer (acks=all, idempotent, librdkafka's default
   linger) sending msgpack records of the same size as the task envelopes, one flush at
-  the end;
-* raw produce, spread: the same, each record to partition i % 12, as the Client deals
-  unkeyed tasks over the partitions (so that a burst reaches every worker);
-* submit_many: `Client.submit_many` in chunks of `--chunk` tasks (each chunk is encoded,
-  produced, flushed once, every delivery checked);
+  the end; "spread": each record to partition i % 12, as the Client deals unkeyed tasks
+  over the partitions (so that a burst reaches every worker);
+* submit_many, one call: `Client.submit_many` of all the tasks (encoded, produced, flushed
+  once, every delivery checked), against raw produce spread;
+* raw produce / submit_many in chunks of `--chunk`: a flush (the wait for every ack) after
+  each chunk, as a caller submitting bursts does;
 * raw produce one by one: produce + flush (until acknowledged), `--single` times;
 * submit one by one: `Client.submit` (returns once acknowledged), `--single` times.
 Target: submit_many at least half the raw produce rate.
@@ -35,9 +36,12 @@ def sample_envelope_size() -> int:
     return len(encode(env))
 
 
-def bench_raw(bootstrap: str, topic: str, n: int, size: int, spread: int = 0) -> float:
+def bench_raw(
+    bootstrap: str, topic: str, n: int, size: int, *, spread: int = 0, chunk: int | None = None
+) -> float:
     """`spread` > 0: each record to partition i % spread, as the Client deals unkeyed tasks;
-    0: librdkafka's sticky partitioner (a burst goes to one partition)."""
+    0: librdkafka's sticky partitioner (a burst goes to one partition). `chunk`: flush after
+    every `chunk` records (else once at the end)."""
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
     pad = b"x" * (size - 16)
     p.produce(topic, b"warm-up")
@@ -54,6 +58,8 @@ def bench_raw(bootstrap: str, topic: str, n: int, size: int, spread: int = 0) ->
                 break
             except BufferError:
                 p.poll(0.01)
+        if chunk is not None and (i + 1) % chunk == 0:
+            assert p.flush(120) == 0
     assert p.flush(120) == 0
     return n / (time.perf_counter() - t0)
 
@@ -108,25 +114,40 @@ def main() -> None:
         ensure_topics(settings)
         topic = f"{ns}.tasks"  # raw records go to the same topic and partitions
         # Interleaved rounds, best of each: this machine's speed swings between runs.
-        raw, spread, many, raw1, one = [], [], [], [], []
+        names = ["raw", "spread", "many", "raw chunks", "many chunks", "raw 1", "one"]
+        got: dict[str, list[float]] = {k: [] for k in names}
+        n, c = args.tasks, args.chunk
         with Client(settings=settings) as client:
             for _ in range(args.rounds):
-                raw.append(bench_raw(bootstrap, topic, args.tasks, size))
-                spread.append(bench_raw(bootstrap, topic, args.tasks, size, spread=12))
-                many.append(bench_submit_many(client, args.tasks, args.chunk))
-                raw1.append(bench_raw_single(bootstrap, topic, args.single, size))
-                one.append(bench_submit_single(client, args.single))
-        r, rs, m, r1, o = max(raw), max(spread), max(many), max(raw1), max(one)
+                got["raw"].append(bench_raw(bootstrap, topic, n, size))
+                got["spread"].append(bench_raw(bootstrap, topic, n, size, spread=12))
+                got["many"].append(bench_submit_many(client, n, n))
+                got["raw chunks"].append(bench_raw(bootstrap, topic, n, size, spread=12, chunk=c))
+                got["many chunks"].append(bench_submit_many(client, n, c))
+                got["raw 1"].append(bench_raw_single(bootstrap, topic, args.single, size))
+                got["one"].append(bench_submit_single(client, args.single))
+        b = {k: max(v) for k, v in got.items()}
         print(f"\n{bootstrap} (best of {args.rounds} interleaved rounds)")
-        print(f"  raw produce            {r:>10,.0f} records/s   {_all(raw)}")
-        print(f"  raw produce, spread    {rs:>10,.0f} records/s   {_all(spread)}")
-        print(
-            f"  submit_many            {m:>10,.0f} tasks/s     {_all(many)}  "
-            f"({m / r:.2f} x raw, {m / rs:.2f} x raw spread)"
-        )
-        print(f"  raw produce, 1 by 1    {r1:>10,.0f} records/s   {_all(raw1)}")
-        print(f"  submit, 1 by 1         {o:>10,.0f} tasks/s     {_all(one)}  ({o / r1:.2f} x raw)")
-        print(f"  target submit_many >= 0.5 x raw: {'met' if m >= 0.5 * r else 'NOT met'}")
+        rows = [
+            ("raw produce, 1 flush", "raw", None),
+            ("raw produce, spread", "spread", None),
+            (f"submit_many, 1 call of {n}", "many", "spread"),
+            (f"raw spread, flush per {c}", "raw chunks", None),
+            (f"submit_many, calls of {c}", "many chunks", "raw chunks"),
+            ("raw produce, 1 by 1", "raw 1", None),
+            ("submit, 1 by 1", "one", "raw 1"),
+        ]
+        for label, key, base in rows:
+            ratio = f"  {b[key] / b[base]:.2f} x {rows_label(rows, base)}" if base else ""
+            print(f"  {label:<30} {b[key]:>10,.0f}/s  {_all(got[key])}{ratio}")
+        for label, key, base in rows:
+            if base is not None and key != "one":
+                ok = "met" if b[key] >= 0.5 * b[base] else "NOT met"
+                print(f"  target {label} >= 0.5 x {rows_label(rows, base)}: {ok}")
+
+
+def rows_label(rows: list[tuple[str, str, str | None]], key: str) -> str:
+    return next(label for label, k, _ in rows if k == key)
 
 
 def _all(xs: list[float]) -> str:

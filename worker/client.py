@@ -240,7 +240,7 @@ class Client:
             **settings.librdkafka_config(),
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": 1,
+            "linger.ms": 5,
             # librdkafka gives up on a record after this; our own wait is bounded the same.
             "message.timeout.ms": int(submit_timeout * 1000),
             # Room for an envelope at the limit plus record overhead.
