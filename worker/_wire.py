@@ -21,8 +21,13 @@ def _reject_ext(code: int, data: bytes) -> NoReturn:
 
 def pack(record: dict[str, Any]) -> bytes:
     """Pack a record; values that msgpack cannot encode raise EnvelopeError."""
+    return pack_value(record)
+
+
+def pack_value(value: Any) -> bytes:
+    """One value as msgpack (strings as str, bytes as bin), as `pack` writes it in a record."""
     try:
-        data: bytes = msgpack.packb(record, use_bin_type=True)
+        data: bytes = msgpack.packb(value, use_bin_type=True)
         return data
     except (TypeError, ValueError, OverflowError) as e:
         raise EnvelopeError(f"not msgpack-serialisable: {e}") from e

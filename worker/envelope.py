@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import struct
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -264,6 +265,58 @@ def encode_event(ev: TaskEvent) -> bytes:
             "worker_id": ev.worker_id,
         }
     )
+
+
+_F64 = struct.Struct(">d")
+
+
+class EventPacker:
+    """`encode_event` for the events of one worker, byte for byte the same (a test holds the
+    two together) at about a tenth of the cost: a no-op task produces two events, and their
+    encoding was a large part of its time. Pieces that repeat are packed once; the rest by
+    hand where msgpack's form is fixed (a 32-character id, a float, a small int), so that
+    no shared Packer is used from several threads."""
+
+    def __init__(self, worker_id: str | None) -> None:
+        p = _packb
+        self._head = b"\x89" + p("v") + p(SCHEMA_VERSION) + p("task_id")  # 9 keys
+        self._names: dict[str, bytes] = {}
+        self._kinds = {k: p(k.value) + p("attempt") for k in EventKind}
+        self._at = p("at")
+        self._worker = p("worker_id") + p(worker_id)
+        self._plain_tail = p("error") + p(None) + p("delay") + p(None) + self._worker
+
+    def pack(
+        self,
+        task_id: str,
+        name: str,
+        kind: EventKind,
+        attempt: int,
+        at: float,
+        *,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> bytes:
+        if (kind is EventKind.RETRYING) != (delay is not None):
+            raise EnvelopeError("task event: delay is set for 'retrying' events and only for them")
+        name_piece = self._names.get(name)
+        if name_piece is None:
+            name_piece = self._names[name] = _packb("name") + _packb(name) + _packb("kind")
+        if error is None and delay is None:
+            tail = self._plain_tail
+        else:
+            tail = _packb("error") + _packb(error) + _packb("delay") + _packb(delay) + self._worker
+        # msgpack's fixed forms: str 8 for a 32-character ASCII id (ids are validated hex),
+        # positive fixint for a small attempt, float 64 for a float.
+        fixed_id = len(task_id) == 32 and task_id.isascii()
+        tid = b"\xd9\x20" + task_id.encode() if fixed_id else _packb(task_id)
+        small = type(attempt) is int and 0 <= attempt < 128
+        att = bytes((attempt,)) if small else _packb(attempt)
+        when = b"\xcb" + _F64.pack(at) if type(at) is float else _packb(at)
+        return b"".join((self._head, tid, name_piece, self._kinds[kind], att, self._at, when, tail))
+
+
+_packb = _wire.pack_value
 
 
 def decode_event(data: bytes) -> TaskEvent:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from worker.envelope import DeadLetterRecord, TaskEvent, encode_dead_letter, encode_event
+from worker.envelope import DeadLetterRecord, encode_dead_letter
 
 log = logging.getLogger("ringleader.worker.producers")
 
@@ -81,10 +81,11 @@ class WorkerProducers:
 
         self._produce(self.dead_letter_topic, value, None, on_delivery)
 
-    def event(self, ev: TaskEvent) -> None:
+    def event(self, task_id: str, value: bytes) -> None:
+        """Produce a task event (`encode_event` or `EventPacker` bytes), keyed by its task."""
         if not self.events_enabled:
             return
-        self._produce(self.events_topic, encode_event(ev), ev.task_id.encode(), self._on_event)
+        self._produce(self.events_topic, value, task_id.encode(), self._on_event)
 
     def _on_event(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

@@ -44,7 +44,7 @@ from worker.envelope import (
     DeadLetterRecord,
     Envelope,
     EventKind,
-    TaskEvent,
+    EventPacker,
 )
 from worker.errors import EnvelopeError, PayloadTooLarge
 from worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
@@ -225,6 +225,7 @@ class Worker:
         self._queue = SchedulingQueue()
         self.record_window = max(self.settings.record_window, self.concurrency)
         self._window = RecordWindow(self.record_window)
+        self._events = EventPacker(self.worker_id)
         self._flusher: Flusher | None = None
         self._pool: HandlerPool | None = None
         self._member: Member | None = None
@@ -944,18 +945,8 @@ class Worker:
         delay: float | None = None,
     ) -> None:
         assert self._producers is not None
-        self._producers.event(
-            TaskEvent(
-                task_id=env.id,
-                name=env.name,
-                kind=kind,
-                attempt=env.attempt,
-                at=at,
-                error=error,
-                delay=delay,
-                worker_id=self.worker_id,
-            )
-        )
+        value = self._events.pack(env.id, env.name, kind, env.attempt, at, error=error, delay=delay)
+        self._producers.event(env.id, value)
 
     # ---- flusher thread ----------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from worker.envelope import (
     DeadLetterRecord,
     Envelope,
     EventKind,
+    EventPacker,
     TaskEvent,
     decode,
     decode_dead_letter,
@@ -211,3 +212,35 @@ def test_event_round_trip_and_rules() -> None:
     bad["kind"] = "exploded"
     with pytest.raises(EnvelopeError, match="unknown kind 'exploded'"):
         decode_event(pack(bad))
+
+
+@given(
+    task_id=st.text(max_size=40) | st.text("0123456789abcdef", min_size=32, max_size=32),
+    name=st.text(min_size=1, max_size=8),
+    kind=st.sampled_from(list(EventKind)),
+    attempt=st.integers(1, 2**40),
+    at=st.floats(allow_nan=False) | st.integers(0, 2**40),
+    error=st.none() | st.text(max_size=8),
+    delay=st.floats(0, 1e6),
+    worker_id=st.none() | st.text(max_size=8),
+)
+def test_event_packer_writes_what_encode_event_writes(
+    *,
+    task_id: str,
+    name: str,
+    kind: EventKind,
+    attempt: int,
+    at: float,
+    error: str | None,
+    delay: float,
+    worker_id: str | None,
+) -> None:
+    packer = EventPacker(worker_id)
+    d = delay if kind is EventKind.RETRYING else None
+    ev = TaskEvent(task_id, name, kind, attempt, at, error=error, delay=d, worker_id=worker_id)
+    for _ in range(2):  # the second time from the cached pieces
+        assert packer.pack(task_id, name, kind, attempt, at, error=error, delay=d) == (
+            encode_event(ev)
+        )
+    with pytest.raises(EnvelopeError, match="delay"):
+        packer.pack(task_id, name, kind, attempt, at, delay=None if d is not None else 1.0)
