@@ -181,6 +181,16 @@ class _EnvelopePieces:
         )
 
 
+def _acked(
+    prepared: Sequence[Prepared],
+    handles: list[TaskHandle],
+    failures: Sequence[tuple[KafkaError, bytes | None]],
+) -> list[TaskHandle]:
+    """The handles of records produced (`handles[i]` is `prepared[i]`'s) that did not fail."""
+    failed = {v for _, v in failures}
+    return [h for h, p in zip(handles, prepared, strict=False) if p[2] not in failed]
+
+
 class TaskHandle:
     """A submitted, acknowledged task: `id`, `status()`, `result(timeout=...)`."""
 
@@ -389,10 +399,6 @@ class Client:
         # burst on one partition, so one worker would run it while the others sit idle.
         partitions = self.partition_count()
         spread = self._spread
-        routed: list[tuple[str, str, bytes, bytes | None, int]] = [
-            (t, name, data, key, next(spread) % partitions if part is None else part)
-            for t, name, data, key, part in prepared
-        ]
         deadline = time.monotonic() + self.submit_timeout
         topic = self.topics.tasks
         failures: list[tuple[KafkaError, bytes | None]] = []
@@ -402,7 +408,12 @@ class Client:
                 failures.append((err, msg.value()))
 
         produce = self._producer.produce
-        for n, (_, _, data, key, part) in enumerate(routed):
+        # One handle per record produced, in order; the ones whose delivery failed are
+        # dropped at the end (delivery reports arrive only for failures).
+        handles: list[TaskHandle] = []
+        handle = handles.append
+        for task_id, name, data, key, keyed in prepared:
+            part = next(spread) % partitions if keyed is None else keyed
             while True:
                 try:
                     produce(topic, data, key, part, on_delivery=on_error)
@@ -410,18 +421,19 @@ class Client:
                 except BufferError:  # local queue full: serve deliveries, then try again
                     if time.monotonic() >= deadline:
                         self._flush(deadline + 1.0)  # what was queued: settled, or given up
-                        raise self._failed(routed, failures, unsent=n) from None
+                        raise self._failed(prepared, handles, failures, unsent=True) from None
                     self._producer.poll(0.05)
                 except KafkaException as e:
                     self._flush(deadline)
                     raise SubmitError(
                         f"cannot produce to {topic!r}: {e}",
-                        acknowledged=self._handles(routed[:n], failures),
+                        acknowledged=_acked(prepared, handles, failures),
                     ) from e
+            handle(TaskHandle(self, task_id, name, part))
         left = self._flush(deadline)
         if failures or left:
-            raise self._failed(routed, failures, unsent=0, unconfirmed=left > 0)
-        return self._handles(routed, ())
+            raise self._failed(prepared, handles, failures, unconfirmed=left > 0)
+        return handles
 
     def _flush(self, deadline: float) -> int:
         """Flush until the queue is empty or the deadline; returns what is left in it.
@@ -436,29 +448,18 @@ class Client:
             left = self._producer.flush(min(remaining, 0.5))
         return left
 
-    def _handles(
-        self,
-        prepared: Sequence[Prepared],
-        failures: Sequence[tuple[KafkaError, bytes | None]],
-    ) -> list[TaskHandle]:
-        failed = {v for _, v in failures}
-        return [
-            TaskHandle(self, task_id, name, part)
-            for task_id, name, data, _, part in prepared
-            if data not in failed
-        ]
-
     def _failed(
         self,
         prepared: Sequence[Prepared],
+        handles: list[TaskHandle],
         failures: Sequence[tuple[KafkaError, bytes | None]],
         *,
-        unsent: int,
+        unsent: bool = False,
         unconfirmed: bool = False,
     ) -> RingleaderError:
         total = len(prepared)
         # Records still queued are neither acknowledged nor failed: claim none of them.
-        acked = [] if unconfirmed or unsent else self._handles(prepared, failures)
+        acked = [] if unconfirmed or unsent else _acked(prepared, handles, failures)
         missing = total - len(acked)
         bs = self.settings.bootstrap
         if failures and not _is_timeout(failures[0][0]):

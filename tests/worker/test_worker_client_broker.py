@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from coordinator.errors import BrokerUnavailableError
 from worker.batches import BatchGate, BatchState, part_value
-from worker.client import Client, TaskSpec, idempotent_task_id
+from worker.client import Client, SubmitError, TaskSpec, idempotent_task_id
 from worker.envelope import Envelope, decode
 from worker.errors import EnvelopeError, PayloadTooLarge, ResultTimeout, TaskError
 from worker.results import ResultStore, Status
@@ -203,6 +204,31 @@ def test_submit_many_acknowledges_every_task(client: Client, settings: AppSettin
     handles = client.submit_many([{"name": "add", "args": [i]} for i in range(2000)])
     assert len(handles) == 2000 and len({h.id for h in handles}) == 2000
     assert record_count(settings.bootstrap, client.topics.tasks, PARTITIONS) == 2000
+
+
+def test_a_refused_record_fails_the_call_and_names_what_was_acknowledged(
+    broker_kind: str, client: Client, settings: AppSettings
+) -> None:
+    """The broker refuses one record of a call (the task topic's max.message.bytes is below
+    the client's payload limit): SubmitError lists exactly the other tasks as acknowledged."""
+    if broker_kind != "kafka":
+        pytest.skip("Tansu does not enforce a topic's max.message.bytes")
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    topic = client.topics.tasks
+    created = admin.create_topics(
+        [NewTopic(topic, PARTITIONS, 1, config={"max.message.bytes": "2000"})]
+    )
+    created[topic].result(timeout=30)
+    # Dealt round robin, the three records go to three partitions: separate batches, so the
+    # broker refuses only the big one.
+    specs = [TaskSpec("add", [1]), TaskSpec("add", ["x" * 5000]), TaskSpec("add", [3])]
+    with pytest.raises(SubmitError, match="refused 1 of 3") as e:
+        client.submit_many(specs)
+    acked = e.value.acknowledged
+    assert len(acked) == 2
+    got = read_records(settings.bootstrap, topic, PARTITIONS, 2)
+    assert sorted(decode(v).id for *_, v in got) == sorted(h.id for h in acked)
+    assert sorted(decode(v).args[0] for *_, v in got) == [1, 3]
 
 
 def test_status_and_result_through_redis(client: Client, settings: AppSettings) -> None:
