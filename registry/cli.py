@@ -109,10 +109,18 @@ def _label(text: str) -> tuple[str, str]:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `registry ls|register|deregister` to the main CLI's subparsers."""
-    defaults = RegistrySettings.from_env()
+    # Defaults come from the environment when the command runs (a bad variable there must
+    # not break building the parser for every other command).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis-url", default=defaults.redis_url, help="Redis URL")
-    common.add_argument("--prefix", default=defaults.prefix, help="registry key prefix")
+    common.add_argument(
+        "--redis",
+        "--redis-url",
+        dest="redis_url",
+        help="Redis URL (default: RINGLEADER_REDIS, else redis://127.0.0.1:6379/0)",
+    )
+    common.add_argument(
+        "--prefix", help="registry key prefix (default: RINGLEADER_REGISTRY_PREFIX)"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = subparsers.add_parser("registry", help="service registry (Redis)")
@@ -142,7 +150,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    settings = replace(RegistrySettings(), redis_url=args.redis_url, prefix=args.prefix)
+    try:
+        env = RegistrySettings.from_env()
+    except RegistryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    settings = replace(
+        env, redis_url=args.redis_url or env.redis_url, prefix=args.prefix or env.prefix
+    )
     backend = RegistryBackend.from_settings(settings)
     try:
         if args.registry_command == "ls":

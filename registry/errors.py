@@ -21,6 +21,10 @@ class InvalidInstance(RegistryError, ValueError):
     """An instance's fields break the model's rules (empty service name, bad status...)."""
 
 
+class InvalidSetting(RegistryError, ValueError):
+    """A registry setting has a value that cannot work; the message names the setting."""
+
+
 class InstanceNotFound(RegistryError):
     """The instance is not registered (cancelled, evicted, or Redis lost its data)."""
 

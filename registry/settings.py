@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from registry.errors import InvalidInstance
+from registry.errors import InvalidSetting
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -25,24 +28,38 @@ class RegistrySettings:
 
     def __post_init__(self) -> None:
         if self.log_size < 1:
-            raise InvalidInstance("log_size must be >= 1")
+            raise InvalidSetting(f"log_size must be >= 1, got {self.log_size!r}")
         if not 0.0 <= self.self_preservation_share <= 1.0:
-            raise InvalidInstance("self_preservation_share must be within [0, 1]")
+            raise InvalidSetting(
+                "self_preservation_share must be within [0, 1], "
+                f"got {self.self_preservation_share!r}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RegistrySettings:
-        """Read RINGLEADER_REDIS_URL, RINGLEADER_REGISTRY_PREFIX, RINGLEADER_REGISTRY_LOG_SIZE,
+        """Read RINGLEADER_REDIS (as App and Client do; RINGLEADER_REDIS_URL, its older name,
+        still works), RINGLEADER_REGISTRY_PREFIX, RINGLEADER_REGISTRY_LOG_SIZE,
         RINGLEADER_SELF_PRESERVATION_SHARE, RINGLEADER_SELF_PRESERVATION_MIN_LEASES."""
         e = os.environ if env is None else env
         d = cls()
         return cls(
-            redis_url=e.get("RINGLEADER_REDIS_URL", d.redis_url),
+            redis_url=e.get("RINGLEADER_REDIS") or e.get("RINGLEADER_REDIS_URL") or d.redis_url,
             prefix=e.get("RINGLEADER_REGISTRY_PREFIX", d.prefix),
-            log_size=int(e.get("RINGLEADER_REGISTRY_LOG_SIZE", d.log_size)),
-            self_preservation_share=float(
-                e.get("RINGLEADER_SELF_PRESERVATION_SHARE", d.self_preservation_share)
+            log_size=_number(e, "RINGLEADER_REGISTRY_LOG_SIZE", int, d.log_size),
+            self_preservation_share=_number(
+                e, "RINGLEADER_SELF_PRESERVATION_SHARE", float, d.self_preservation_share
             ),
-            self_preservation_min_leases=int(
-                e.get("RINGLEADER_SELF_PRESERVATION_MIN_LEASES", d.self_preservation_min_leases)
+            self_preservation_min_leases=_number(
+                e, "RINGLEADER_SELF_PRESERVATION_MIN_LEASES", int, d.self_preservation_min_leases
             ),
         )
+
+
+def _number(env: Mapping[str, str], var: str, kind: type[N], default: N) -> N:
+    raw = env.get(var)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidSetting(f"{var} must be {kind.__name__}, got {raw!r}") from None

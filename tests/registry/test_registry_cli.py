@@ -71,3 +71,29 @@ def test_bad_input_is_a_clear_error(run, capsys: pytest.CaptureFixture[str]) -> 
     assert "service name" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run("registry", "register", "s", "x", "addr", "--label", "novalue")
+
+
+def test_settings_read_the_redis_variable_app_and_client_read() -> None:
+    from registry.settings import RegistrySettings
+
+    both = {"RINGLEADER_REDIS": "redis://a:1/0", "RINGLEADER_REDIS_URL": "redis://b:2/0"}
+    assert RegistrySettings.from_env(both).redis_url == "redis://a:1/0"
+    old = {"RINGLEADER_REDIS_URL": "redis://b:2/0"}
+    assert RegistrySettings.from_env(old).redis_url == "redis://b:2/0"  # the older name
+    assert RegistrySettings.from_env({}).redis_url == RegistrySettings().redis_url
+
+
+def test_a_bad_setting_is_named_and_the_command_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from registry.errors import InvalidSetting
+    from registry.settings import RegistrySettings
+
+    with pytest.raises(InvalidSetting, match="RINGLEADER_REGISTRY_LOG_SIZE must be int, got 'x'"):
+        RegistrySettings.from_env({"RINGLEADER_REGISTRY_LOG_SIZE": "x"})
+    monkeypatch.setenv("RINGLEADER_SELF_PRESERVATION_SHARE", "lots")
+    parser = argparse.ArgumentParser(prog="ringleader")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))  # builds regardless
+    args = parser.parse_args(["registry", "ls", "--redis", "redis://127.0.0.1:1/0"])
+    assert args.func(args, io.StringIO()) == 2
+    assert "RINGLEADER_SELF_PRESERVATION_SHARE must be float" in capsys.readouterr().err
