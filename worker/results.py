@@ -89,8 +89,11 @@ _RECORD_KEYS = frozenset({"v", "ok", "result", "error_type", "error", "at", "wor
 
 # Statuses, then completions, for any number of tasks in one call; returns a flag for each:
 # a status is set unless the task already completed; a completion is written once (SET NX)
-# with a wake-up token. A completed task's status is read from its completion record (so
-# the script writes no status key for it: Redis time is a large part of a short task's cost).
+# with a wake-up token, and its flag says whether the stored record is this one (so a retry
+# of a write whose reply was lost still counts as recorded; a record carries its time and
+# worker, so another execution's is never byte-equal). A completed task's status is read from
+# its record, so the script writes no status key for it (Redis time is a large part of a short
+# task's cost).
 # KEYS: per status (done, status), then per completion (done, notify).
 # ARGV: ttl_ms, number of statuses, each status, then each completion record.
 _WRITE_LUA = """
@@ -112,6 +115,8 @@ for i = ns + 1, ns + (#KEYS - 2 * ns) / 2 do
     redis.call('RPUSH', KEYS[k + 1], '1')
     redis.call('PEXPIRE', KEYS[k + 1], ttl)
     out[i] = 1
+  elseif redis.call('GET', KEYS[k]) == ARGV[a] then
+    out[i] = 1  -- this very record: a retry after a write whose reply was lost
   else
     out[i] = 0
   end
@@ -163,8 +168,8 @@ class ResultStore:
         so on Redis Cluster the tasks must share a slot; a single task's keys always do).
 
         Returns (status flags, completion flags): a status is ignored (False) once its task has
-        completed; a completion is written once (False: it had already completed, nothing
-        written, the first result stays).
+        completed; a completion is written once (False: another record was there, nothing
+        written, the first result stays; True again for the very same write retried).
         """
         if not statuses and not writes:
             return [], []

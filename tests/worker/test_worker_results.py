@@ -214,6 +214,18 @@ def test_record_many_once_only_per_task(store: ResultStore) -> None:
     assert store.get_status(c) is Status.DEAD_LETTERED
 
 
+def test_the_same_write_retried_counts_as_recorded(store: ResultStore) -> None:
+    """A write whose reply was lost (Redis died after applying it) is retried by the flusher:
+    the stored record is that very write, so it is recorded, not 'completed by another'."""
+    t = tid()
+    mine = CompletionWrite(t, packed=msgpack.packb(1), at=5.0, worker_id="w1")
+    assert store.record_many([mine], ttl=60) == [True]
+    assert store.record_many([mine], ttl=60) == [True]
+    other = CompletionWrite(t, packed=msgpack.packb(1), at=6.0, worker_id="w2")
+    assert store.record_many([other], ttl=60) == [False]
+    assert store.wait_result(t, 1).worker_id == "w1"
+
+
 def test_set_statuses(store: ResultStore) -> None:
     a, b = tid(), tid()
     store.record_completion(b, 1, ttl=60)
