@@ -69,8 +69,8 @@ def test_redis_outage_stalls_at_most_the_window_and_loses_nothing(
                 120,
                 "the worker to complete tasks",
             )
-            down_at = time.time()
             own_redis.kill()
+            down_at = time.time()  # after the kill returned: nothing is recorded from here
             time.sleep(3.0)  # the outage itself: a duration, not a wait for a condition
             up_at = time.time()
             own_redis.start()
