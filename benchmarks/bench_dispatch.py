@@ -160,7 +160,7 @@ def read_events(bootstrap: str, topic: str) -> list[Any]:
 
 def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, window: int | None) -> None:
     ensure_topics(s)
-    with Client(settings=s, producer_config={"linger.ms": 5}) as client:
+    with Client(settings=s) as client:
         t0 = time.perf_counter()
         for i in range(0, n, 10_000):
             client.submit_many([TaskSpec("noop")] * min(10_000, n - i))

@@ -126,7 +126,6 @@ class Finished:
     task: QueuedTask
     epoch: int
     write: CompletionWrite
-    started_at: float
     holds_slot: bool = False  # its window slot is given back once it is recorded
     recorded: bool = False  # set by the flusher: False when it had already completed
 

@@ -866,7 +866,7 @@ class Worker:
         now = self._clock()
         if isinstance(outcome, Succeeded):
             write = CompletionWrite(env.id, packed=outcome.packed, at=now, worker_id=self.worker_id)
-            self._flusher.submit(Finished(task, task.epoch, write, started, holds_slot=True))
+            self._flusher.submit(Finished(task, task.epoch, write, holds_slot=True))
             return True
         if isinstance(outcome, Retry):
             self._event(env, EventKind.FAILED, now, error=f"{outcome.error_type}: {outcome.error}")
@@ -932,7 +932,7 @@ class Worker:
             at=now,
             worker_id=self.worker_id,
         )
-        self._flusher.submit(Finished(task, task.epoch, write, now, holds_slot=claimed))
+        self._flusher.submit(Finished(task, task.epoch, write, holds_slot=claimed))
         return claimed
 
     def _event(

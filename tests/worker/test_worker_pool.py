@@ -70,7 +70,7 @@ class Harness:
             return
         self.ran.append(t.offset)
         write = CompletionWrite(t.envelope.id, packed=b"\xc0")
-        self.flusher.submit(Finished(t, 0, write, 0.0, holds_slot=True))
+        self.flusher.submit(Finished(t, 0, write, holds_slot=True))
 
     def start(self, tasks: int) -> None:
         self.flusher.start()
