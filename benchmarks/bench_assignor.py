@@ -12,8 +12,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from coordinator.assignors import CapacityAssignor, RoundRobinAssignor, StickyAssignor
-from coordinator.metadata import MemberMetadata
+from ringleader.coordinator.assignors import CapacityAssignor, RoundRobinAssignor, StickyAssignor
+from ringleader.coordinator.metadata import MemberMetadata
 
 PARTITIONS = 10_000
 MEMBERS = 1_000

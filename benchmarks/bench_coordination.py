@@ -31,10 +31,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from coordinator.member import Member
-from coordinator.metadata import MemberMetadata
-from coordinator.settings import MemberSettings
-from coordinator.topics import ensure_topic
+from ringleader.coordinator.member import Member
+from ringleader.coordinator.metadata import MemberMetadata
+from ringleader.coordinator.settings import MemberSettings
+from ringleader.coordinator.topics import ensure_topic
 
 MEMBER_PROC = Path(__file__).resolve().parent.parent / "tests" / "coordinator" / "member_proc.py"
 PARTITIONS = 60

@@ -31,13 +31,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from coordinator.topics import ensure_topic  # noqa: E402
-from coordinator.wire import GroupClient  # noqa: E402
-from worker import run  # noqa: E402
-from worker.client import Client, TaskSpec  # noqa: E402
-from worker.envelope import Envelope, EventKind, decode_event, encode, new_task_id  # noqa: E402
-from worker.namespace import ensure_topics  # noqa: E402
-from worker.settings import AppSettings  # noqa: E402
+from ringleader.coordinator.topics import ensure_topic  # noqa: E402
+from ringleader.coordinator.wire import GroupClient  # noqa: E402
+from ringleader.worker import run  # noqa: E402
+from ringleader.worker.client import Client, TaskSpec  # noqa: E402
+from ringleader.worker.envelope import Envelope, EventKind, decode_event, encode, new_task_id  # noqa: E402
+from ringleader.worker.namespace import ensure_topics  # noqa: E402
+from ringleader.worker.settings import AppSettings  # noqa: E402
 
 APP = "tests.worker.apps.counting:app"
 
@@ -95,7 +95,7 @@ def start_workers(
         out.append(
             subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "worker.run", APP, "--id", f"w{i}"),
+                    *(sys.executable, "-m", "ringleader.worker.run", APP, "--id", f"w{i}"),
                     *("--concurrency", str(concurrency), "--log-level", "INFO"),
                 ],
                 cwd=ROOT,
@@ -239,7 +239,7 @@ def latency(s: AppSettings, concurrency: int, log_dir: Path, window: int | None)
 
 
 def read_submitted(s: AppSettings, want: set[str]) -> dict[str, float]:
-    from worker.envelope import decode
+    from ringleader.worker.envelope import decode
 
     c = Consumer({"bootstrap.servers": s.bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
     tps = [TopicPartition(f"{s.namespace}.tasks", p) for p in range(s.partitions)]

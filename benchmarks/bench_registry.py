@@ -20,9 +20,9 @@ from typing import Any
 
 import redis
 
-from registry.backend import RegistryBackend
-from registry.client import RegistryClient, SyncPath
-from registry.model import Instance, Metadata, Status
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.client import RegistryClient, SyncPath
+from ringleader.registry.model import Instance, Metadata, Status
 
 
 class _CountingSocket:

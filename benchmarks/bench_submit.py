@@ -25,10 +25,10 @@ import uuid
 import msgpack
 from confluent_kafka import Producer
 
-from worker.client import Client, TaskSpec
-from worker.envelope import Envelope, encode, new_task_id
-from worker.namespace import ensure_topics
-from worker.settings import AppSettings
+from ringleader.worker.client import Client, TaskSpec
+from ringleader.worker.envelope import Envelope, encode, new_task_id
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.settings import AppSettings
 
 
 def sample_envelope_size() -> int:

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
-from coordinator.errors import InconsistentAssignmentError, RingleaderError
-from coordinator.twophase import Applied, Unseen
-from coordinator.txlog import TxLogReader, TxLogWriter, peek_commit
+from ringleader.coordinator.errors import InconsistentAssignmentError, RingleaderError
+from ringleader.coordinator.twophase import Applied, Unseen
+from ringleader.coordinator.txlog import TxLogReader, TxLogWriter, peek_commit
 
 KIND = "assign"
 PART_VERSION = 1

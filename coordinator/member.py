@@ -25,19 +25,19 @@ from dataclasses import replace
 
 from confluent_kafka import KafkaException
 
-from coordinator.assignment import (
+from ringleader.coordinator.assignment import (
     AssignmentDecodeError,
     AssignmentLog,
     AssignmentPointer,
 )
-from coordinator.assignors import get_assignor
-from coordinator.errors import (
+from ringleader.coordinator.assignors import get_assignor
+from ringleader.coordinator.errors import (
     BrokerUnavailableError,
     ErrorCode,
     FencedError,
     RingleaderError,
 )
-from coordinator.membership import (
+from ringleader.coordinator.membership import (
     Assign,
     AssignmentCommitted,
     AssignmentRead,
@@ -65,9 +65,9 @@ from coordinator.membership import (
     SyncResponse,
     Tick,
 )
-from coordinator.metadata import MemberMetadata, MetadataDecodeError
-from coordinator.settings import MemberSettings
-from coordinator.wire import CoordinatorAddress, GroupClient
+from ringleader.coordinator.metadata import MemberMetadata, MetadataDecodeError
+from ringleader.coordinator.settings import MemberSettings
+from ringleader.coordinator.wire import CoordinatorAddress, GroupClient
 
 log = logging.getLogger("ringleader.coordinator.member")
 

@@ -23,8 +23,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from coordinator.errors import COORDINATOR_MOVED, ErrorCode, RingleaderError
-from coordinator.settings import MemberSettings
+from ringleader.coordinator.errors import COORDINATOR_MOVED, ErrorCode, RingleaderError
+from ringleader.coordinator.settings import MemberSettings
 
 
 class State(enum.Enum):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
-from coordinator.errors import RingleaderError
+from ringleader.coordinator.errors import RingleaderError
 
 SCHEMA_VERSION = 1
 

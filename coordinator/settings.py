@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from coordinator.errors import ConfigError
+from ringleader.coordinator.errors import ConfigError
 
 ENV_PREFIX = "RINGLEADER_"
 

@@ -7,7 +7,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined, unused-ignore]
 
-from coordinator.errors import BrokerUnavailableError, RingleaderError
+from ringleader.coordinator.errors import BrokerUnavailableError, RingleaderError
 
 
 class TopicError(RingleaderError):

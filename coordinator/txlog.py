@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from coordinator.errors import RingleaderError
-from coordinator.topics import ensure_topic
-from coordinator.twophase import (
+from ringleader.coordinator.errors import RingleaderError
+from ringleader.coordinator.topics import ensure_topic
+from ringleader.coordinator.twophase import (
     COMMIT,
     Applied,
     CommitRecord,

@@ -39,7 +39,7 @@ from kafka.protocol.metadata import (
     FindCoordinatorResponse,
 )
 
-from coordinator.errors import BrokerUnavailableError, CoordinatorError, ErrorCode
+from ringleader.coordinator.errors import BrokerUnavailableError, CoordinatorError, ErrorCode
 
 PROTOCOL_TYPE = "ringleader"
 

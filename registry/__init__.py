@@ -1,21 +1,21 @@
 """ringleader registry: service instances in Redis, synced to clients by deltas checked
 with a reconcile hashcode; circuit-broken, retried calls to downstream services."""
 
-from registry.backend import Eviction, RegistryBackend, SelfPreservation
-from registry.breakers import BreakerBoard, BreakerSettings, BreakerState, BreakerStatus
-from registry.client import RegistryClient, RegistryEvent, SyncPath, SyncResult
-from registry.downstream import (
+from ringleader.registry.backend import Eviction, RegistryBackend, SelfPreservation
+from ringleader.registry.breakers import BreakerBoard, BreakerSettings, BreakerState, BreakerStatus
+from ringleader.registry.client import RegistryClient, RegistryEvent, SyncPath, SyncResult
+from ringleader.registry.downstream import (
     Downstream,
     DownstreamError,
     RetryPolicy,
     breaker_rows,
     connect_downstream,
 )
-from registry.errors import NoInstances, RegistryError, ServiceUnavailable
-from registry.hashcode import Hashcode
-from registry.lease import LeaseKeeper
-from registry.model import Instance, Lease, Metadata, Status
-from registry.settings import RegistrySettings
+from ringleader.registry.errors import NoInstances, RegistryError, ServiceUnavailable
+from ringleader.registry.hashcode import Hashcode
+from ringleader.registry.lease import LeaseKeeper
+from ringleader.registry.model import Instance, Lease, Metadata, Status
+from ringleader.registry.settings import RegistrySettings
 
 __all__ = [
     "BreakerBoard",

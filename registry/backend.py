@@ -17,11 +17,11 @@ from typing import Any
 
 import redis
 
-from registry import hashcode, scripts
-from registry.errors import ConcurrentUpdate, InstanceNotFound, InvalidInstance
-from registry.hashcode import Hashcode
-from registry.model import Instance, Lease, Status, instance_key
-from registry.settings import RegistrySettings
+from ringleader.registry import hashcode, scripts
+from ringleader.registry.errors import ConcurrentUpdate, InstanceNotFound, InvalidInstance
+from ringleader.registry.hashcode import Hashcode
+from ringleader.registry.model import Instance, Lease, Status, instance_key
+from ringleader.registry.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import time
 from dataclasses import replace
 from typing import Any, TextIO
 
-from registry.backend import RegistryBackend
-from registry.errors import InvalidInstance, RegistryError
-from registry.model import Instance, Metadata, Status, split_key
-from registry.settings import RegistrySettings
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.errors import InvalidInstance, RegistryError
+from ringleader.registry.model import Instance, Metadata, Status, split_key
+from ringleader.registry.settings import RegistrySettings
 
 #: Instances registered by hand (downstream services) keep their lease until
 #: deregistered unless --lease says otherwise: ten years.

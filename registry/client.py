@@ -25,11 +25,11 @@ from typing import Protocol
 
 import redis
 
-from registry import hashcode
-from registry.backend import Delta, RegistryBackend, Snapshot
-from registry.errors import DecodeError
-from registry.hashcode import Hashcode
-from registry.model import Instance, Status
+from ringleader.registry import hashcode
+from ringleader.registry.backend import Delta, RegistryBackend, Snapshot
+from ringleader.registry.errors import DecodeError
+from ringleader.registry.hashcode import Hashcode
+from ringleader.registry.model import Instance, Status
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import TypeVar
 import redis
 import tenacity
 
-from registry.backend import RegistryBackend
-from registry.breakers import (
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.breakers import (
     BreakerBoard,
     BreakerOpen,
     BreakerSettings,
@@ -30,9 +30,9 @@ from registry.breakers import (
     memory_storage,
     redis_storage,
 )
-from registry.client import InstanceSource, RegistryClient
-from registry.errors import NoInstances, RegistryError, ServiceUnavailable
-from registry.model import Instance
+from ringleader.registry.client import InstanceSource, RegistryClient
+from ringleader.registry.errors import NoInstances, RegistryError, ServiceUnavailable
+from ringleader.registry.model import Instance
 
 T = TypeVar("T")
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import redis
 
-from registry.backend import RegistryBackend
-from registry.model import Instance, Status
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.model import Instance, Status
 
 log = logging.getLogger(__name__)
 

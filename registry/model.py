@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]  # ships no type information
 
-from registry.errors import DecodeError, InvalidInstance
+from ringleader.registry.errors import DecodeError, InvalidInstance
 
 #: Version tag leading every encoded instance; bump when the layout changes.
 ENCODING_VERSION = 1

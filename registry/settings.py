@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from registry.errors import InvalidSetting
+from ringleader.registry.errors import InvalidSetting
 
 N = TypeVar("N", int, float)
 

@@ -3,8 +3,8 @@
 This package is a thin facade; the parts live in `coordinator`, `worker` and `registry`.
 """
 
-from worker.app import App
-from worker.client import Client
+from ringleader.worker.app import App
+from ringleader.worker.client import Client
 
 __version__ = "0.1.0"
 

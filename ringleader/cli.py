@@ -7,10 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from registry import cli as registry_cli
 from ringleader import demo
 from ringleader.local import cli as local_cli
-from worker import cli as worker_cli
+from ringleader.registry import cli as registry_cli
+from ringleader.worker import cli as worker_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,14 +22,14 @@ from typing import TypeVar
 
 import redis
 
-from coordinator.assignment import Assignment
+from ringleader.coordinator.assignment import Assignment
 from ringleader.local import services
-from worker.client import Client, TaskSpec
-from worker.namespace import ensure_topics
-from worker.results import ResultStore
-from worker.run import worker_env
-from worker.settings import AppSettings
-from worker.status import last_committed, worker_id_from_member
+from ringleader.worker.client import Client, TaskSpec
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.results import ResultStore
+from ringleader.worker.run import worker_env
+from ringleader.worker.settings import AppSettings
+from ringleader.worker.status import last_committed, worker_id_from_member
 
 APP_REF = "ringleader.demo_app:app"
 NAMESPACE = "demo"
@@ -249,7 +249,7 @@ def _start_worker(
     log = log_dir / f"{worker_id}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.run", APP_REF, "--id", worker_id,
+            [sys.executable, "-m", "ringleader.worker.run", APP_REF, "--id", worker_id,
              "--concurrency", str(concurrency), "--log-level", "INFO"],
             env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=log_dir,
         )  # fmt: skip

@@ -13,8 +13,8 @@ import time
 import redis
 
 from ringleader.demo import execs_key, starts_key
-from worker.app import App
-from worker.tasks import TaskContext
+from ringleader.worker.app import App
+from ringleader.worker.tasks import TaskContext
 
 app = App()
 _redis: redis.Redis[bytes] = redis.Redis.from_url(app.settings.redis)

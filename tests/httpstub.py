@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from registry.downstream import DownstreamError
-from registry.model import Instance
+from ringleader.registry.downstream import DownstreamError
+from ringleader.registry.model import Instance
 
 
 class FlakyHTTP(ThreadingHTTPServer):

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from worker.client import Client
-from worker.envelope import EventKind, TaskEvent, encode_event
-from worker.namespace import ensure_topics
-from worker.settings import AppSettings
+from ringleader.worker.client import Client
+from ringleader.worker.envelope import EventKind, TaskEvent, encode_event
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.settings import AppSettings
 
 RINGLEADER = str(Path(sys.executable).with_name("ringleader"))
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,9 +3,9 @@
 The runtime (consumer loop, handler pool, membership) is assembled on top of these modules.
 """
 
-from worker.app import App
-from worker.envelope import Envelope
-from worker.errors import (
+from ringleader.worker.app import App
+from ringleader.worker.envelope import Envelope
+from ringleader.worker.errors import (
     ConfigError,
     EnvelopeError,
     PayloadTooLarge,
@@ -14,9 +14,9 @@ from worker.errors import (
     TaskTimeout,
     WorkerError,
 )
-from worker.retry import Backoff, RetryPolicy
-from worker.settings import AppSettings, KafkaSecurity
-from worker.tasks import Task, TaskContext
+from ringleader.worker.retry import Backoff, RetryPolicy
+from ringleader.worker.settings import AppSettings, KafkaSecurity
+from ringleader.worker.tasks import Task, TaskContext
 
 __all__ = [
     "App",

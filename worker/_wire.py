@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import msgpack
 
-from worker.errors import EnvelopeError
+from ringleader.worker.errors import EnvelopeError
 
 VERSION_KEY = "v"
 

@@ -6,15 +6,15 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-from worker.retry import Backoff, RetryPolicy, as_backoff
-from worker.routing import Topics, topics
-from worker.settings import AppSettings, KafkaSecurity
-from worker.tasks import Task, TaskRegistry, default_task_name
+from ringleader.worker.retry import Backoff, RetryPolicy, as_backoff
+from ringleader.worker.routing import Topics, topics
+from ringleader.worker.settings import AppSettings, KafkaSecurity
+from ringleader.worker.tasks import Task, TaskRegistry, default_task_name
 
 if TYPE_CHECKING:
-    from registry.breakers import BreakerSettings
-    from registry.downstream import Downstream
-    from registry.downstream import RetryPolicy as CallRetryPolicy
+    from ringleader.registry.breakers import BreakerSettings
+    from ringleader.registry.downstream import Downstream
+    from ringleader.registry.downstream import RetryPolicy as CallRetryPolicy
 
 
 class App:
@@ -122,7 +122,7 @@ class App:
     ) -> None:
         """Settings of `app.downstream` (call before its first use); the defaults are
         `registry.BreakerSettings()`, `registry.RetryPolicy()` and breakers shared in Redis."""
-        from registry.downstream import connect_downstream
+        from ringleader.registry.downstream import connect_downstream
 
         def build() -> Downstream:
             return connect_downstream(
@@ -149,7 +149,7 @@ class App:
         with self._downstream_lock:
             if self._downstream is None:
                 if self._downstream_factory is None:
-                    from registry.downstream import connect_downstream
+                    from ringleader.registry.downstream import connect_downstream
 
                     self._downstream = connect_downstream(self.settings.redis)
                 else:

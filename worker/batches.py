@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from coordinator.twophase import Applied, Expired, Inconsistent, Outcome, Skipped, Unseen
-from coordinator.txlog import TxLogError, TxLogReader, TxLogWriter
-from worker.envelope import new_task_id
-from worker.routing import topics
-from worker.settings import AppSettings
+from ringleader.coordinator.twophase import Applied, Expired, Inconsistent, Outcome, Skipped, Unseen
+from ringleader.coordinator.txlog import TxLogError, TxLogReader, TxLogWriter
+from ringleader.worker.envelope import new_task_id
+from ringleader.worker.routing import topics
+from ringleader.worker.settings import AppSettings
 
 if TYPE_CHECKING:
-    from worker.client import Client, TaskHandle, TaskSpec
+    from ringleader.worker.client import Client, TaskHandle, TaskSpec
 
 __all__ = [
     "KIND",
@@ -113,7 +113,7 @@ class BatchWriter:
         that dies there would. Raises SubmitError if the tasks or the commit fail; tasks already
         written then belong to a batch that is never committed, so none of them runs.
         """
-        from worker.client import SubmitError
+        from ringleader.worker.client import SubmitError
 
         if not specs:
             raise ValueError("a batch needs at least one task")

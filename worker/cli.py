@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from coordinator.errors import BrokerUnavailableError, ConfigError
-from worker.errors import EnvelopeError, ResultTimeout, TaskError
-from worker.settings import AppSettings
+from ringleader.coordinator.errors import BrokerUnavailableError, ConfigError
+from ringleader.worker.errors import EnvelopeError, ResultTimeout, TaskError
+from ringleader.worker.settings import AppSettings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -106,7 +106,7 @@ def _settings(args: argparse.Namespace) -> AppSettings:
 
 def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Turn the errors a person can act on into one line and an exit code."""
-    from worker.client import RedisUnavailableError, SubmitError
+    from ringleader.worker.client import RedisUnavailableError, SubmitError
 
     try:
         return fn(args)
@@ -136,7 +136,7 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
         value = getattr(args, opt)
         if value is not None:
             os.environ[var] = value
-    from worker.run import run_worker  # imported late: it pulls in the whole runtime
+    from ringleader.worker.run import run_worker  # imported late: it pulls in the whole runtime
 
     return run_worker(args.app, args.worker_id, args.concurrency)
 
@@ -160,7 +160,7 @@ def submit_cmd(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from worker.client import Client
+    from ringleader.worker.client import Client
 
     task_args = _json_arg(args.args, "--args", list)
     task_kwargs = _json_arg(args.kwargs, "--kwargs", dict)
@@ -207,7 +207,7 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from worker.status import format_text, gather
+    from ringleader.worker.status import format_text, gather
 
     report = gather(_settings(args), group_id=args.group)
     if args.json:
@@ -225,7 +225,7 @@ def tail_cmd(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from worker.events import tail
+    from ringleader.worker.events import tail
 
     n = 0
     try:

@@ -28,15 +28,15 @@ import msgpack
 import redis as redis_lib
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from coordinator.errors import BrokerUnavailableError, RingleaderError
-from worker.envelope import SCHEMA_VERSION
-from worker.errors import EnvelopeError, PayloadTooLarge, WorkerError
-from worker.results import ResultStore, Status
-from worker.routing import Topics, partition_for, topics
-from worker.settings import AppSettings
+from ringleader.coordinator.errors import BrokerUnavailableError, RingleaderError
+from ringleader.worker.envelope import SCHEMA_VERSION
+from ringleader.worker.errors import EnvelopeError, PayloadTooLarge, WorkerError
+from ringleader.worker.results import ResultStore, Status
+from ringleader.worker.routing import Topics, partition_for, topics
+from ringleader.worker.settings import AppSettings
 
 if TYPE_CHECKING:
-    from worker.batches import BatchHandle, BatchWriter
+    from ringleader.worker.batches import BatchHandle, BatchWriter
 
 __all__ = [
     "BrokerUnavailableError",
@@ -310,7 +310,7 @@ class Client:
     def batches(self) -> BatchWriter:
         """The batch writer (its 2PC log producer is made on first use)."""
         if self._batches is None:
-            from worker.batches import BatchWriter
+            from ringleader.worker.batches import BatchWriter
 
             self._batches = BatchWriter(self)
         return self._batches
@@ -499,7 +499,7 @@ class Client:
             ) from e
         t = md.topics.get(topic)
         if t is None or t.error is not None or not t.partitions:
-            from worker.namespace import ensure_topics
+            from ringleader.worker.namespace import ensure_topics
 
             ensure_topics(self.settings, timeout=self.connect_timeout * 3)
             md = self._producer.list_topics(topic, timeout=self.connect_timeout)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from worker import _wire
-from worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker import _wire
+from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # 1 MiB, like Kafka's default message.max.bytes

@@ -6,7 +6,7 @@ and carries `retriable` like kafka-python's errors.
 
 from __future__ import annotations
 
-from coordinator.errors import ConfigError, RingleaderError
+from ringleader.coordinator.errors import ConfigError, RingleaderError
 
 __all__ = [
     "ConfigError",

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
-from coordinator.errors import BrokerUnavailableError
-from worker.envelope import TaskEvent, decode_event
-from worker.errors import EnvelopeError
-from worker.routing import topics
-from worker.settings import AppSettings
+from ringleader.coordinator.errors import BrokerUnavailableError
+from ringleader.worker.envelope import TaskEvent, decode_event
+from ringleader.worker.errors import EnvelopeError
+from ringleader.worker.routing import topics
+from ringleader.worker.settings import AppSettings
 
 __all__ = ["tail"]
 

@@ -18,10 +18,10 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import msgpack
 
-from worker import envelope as envelope_mod
-from worker.envelope import Envelope
-from worker.errors import EnvelopeError, TaskTimeout
-from worker.tasks import TaskContext, TaskRegistry
+from ringleader.worker import envelope as envelope_mod
+from ringleader.worker.envelope import Envelope
+from ringleader.worker.errors import EnvelopeError, TaskTimeout
+from ringleader.worker.tasks import TaskContext, TaskRegistry
 
 T = TypeVar("T")
 

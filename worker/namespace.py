@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient
 
-from coordinator.topics import ensure_topic
-from worker.routing import topics
-from worker.settings import AppSettings
+from ringleader.coordinator.topics import ensure_topic
+from ringleader.worker.routing import topics
+from ringleader.worker.settings import AppSettings
 
 
 def replication_for(settings: AppSettings, timeout: float = 10.0) -> int:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.queues import QueuedTask, SchedulingQueue
-from worker.results import CompletionWrite, ResultStore, Status
+from ringleader.worker.queues import QueuedTask, SchedulingQueue
+from ringleader.worker.results import CompletionWrite, ResultStore, Status
 
 log = logging.getLogger("ringleader.worker.pool")
 

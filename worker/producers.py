@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from worker.envelope import DeadLetterRecord, encode_dead_letter
+from ringleader.worker.envelope import DeadLetterRecord, encode_dead_letter
 
 log = logging.getLogger("ringleader.worker.producers")
 

@@ -17,7 +17,7 @@ import heapq
 import threading
 from dataclasses import dataclass, field
 
-from worker.envelope import Envelope
+from ringleader.worker.envelope import Envelope
 
 DEFAULT_UNSCHEDULABLE_MAX_AGE = 60.0
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import redis
 
-from registry.backend import RegistryBackend
-from registry.errors import RegistryError
-from registry.lease import LeaseKeeper
-from registry.model import Instance, Metadata
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.errors import RegistryError
+from ringleader.registry.lease import LeaseKeeper
+from ringleader.registry.model import Instance, Metadata
 
 log = logging.getLogger("ringleader.worker.registration")
 

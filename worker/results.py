@@ -21,8 +21,8 @@ from typing import Any
 import msgpack
 import redis as redis_lib
 
-from worker import _wire
-from worker.errors import EnvelopeError, ResultTimeout, TaskError
+from ringleader.worker import _wire
+from ringleader.worker.errors import EnvelopeError, ResultTimeout, TaskError
 
 RECORD_VERSION = 1
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import tenacity
 
-from worker.errors import ConfigError
+from ringleader.worker.errors import ConfigError
 
 # tenacity wait strategies read only the attempt number from their RetryCallState.
 _RETRYING = tenacity.Retrying()

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Mapping
 from types import FrameType
 
-from coordinator.errors import ConfigError
-from worker.app import App
-from worker.settings import AppSettings
+from ringleader.coordinator.errors import ConfigError
+from ringleader.worker.app import App
+from ringleader.worker.settings import AppSettings
 
 log = logging.getLogger("ringleader.worker.run")
 
@@ -82,7 +82,7 @@ def worker_env(
 
 def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | None = None) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
-    from worker.runtime import Worker
+    from ringleader.worker.runtime import Worker
 
     try:
         app = load_app(app_ref)

@@ -32,29 +32,30 @@ from typing import Any, Protocol
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from coordinator.errors import ConfigError, ErrorCode, FencedError, RingleaderError
-from coordinator.member import Member
-from coordinator.metadata import MemberMetadata
-from coordinator.settings import MemberSettings
-from coordinator.wire import GroupClient
-from worker import envelope as envelope_mod
-from worker.app import App
-from worker.batches import BatchGate
-from worker.envelope import (
+from ringleader.coordinator.errors import ConfigError, ErrorCode, FencedError, RingleaderError
+from ringleader.coordinator.member import Member
+from ringleader.coordinator.metadata import MemberMetadata
+from ringleader.coordinator.settings import MemberSettings
+from ringleader.coordinator.wire import GroupClient
+from ringleader.worker import envelope as envelope_mod
+from ringleader.worker.app import App
+from ringleader.worker.batches import BatchGate
+from ringleader.worker.envelope import (
     DeadLetterRecord,
     Envelope,
     EventKind,
     EventPacker,
 )
-from worker.errors import EnvelopeError, PayloadTooLarge
-from worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
-from worker.namespace import ensure_topics
-from worker.offsets import OffsetTracker
-from worker.pool import Finished, Flusher, HandlerPool, RecordWindow
-from worker.producers import WorkerProducers
-from worker.queues import QueuedTask, SchedulingQueue
-from worker.registration import Registration
-from worker.results import CompletionWrite, ResultStore, Status
+from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.offsets import OffsetTracker
+from ringleader.worker.pool import Finished, Flusher, HandlerPool, RecordWindow
+from ringleader.worker.producers import WorkerProducers
+from ringleader.worker.queues import QueuedTask, SchedulingQueue
+from ringleader.worker.registration import Registration
+from ringleader.worker.results import CompletionWrite, ResultStore, Status
+from ringleader.worker.settings import WorkerSettings, member_settings_from_env
 
 log = logging.getLogger("ringleader.worker")
 
@@ -76,79 +77,6 @@ class BatchStates(Protocol):
     def reason(self, batch_id: str) -> str | None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """Runtime knobs of a worker process (RINGLEADER_WORKER_* in the environment)."""
-
-    drain_timeout: float = 10.0  # on revoke/stop: how long running tasks may take to finish
-    commit_interval: float = 0.5  # seconds between offset commits
-    max_outstanding: int = 5000  # tasks held (queued, parked) before fetching pauses
-    # At most this many tasks (never fewer than the concurrency) run without their completion
-    # recorded: the bound on duplicate executions if the worker dies. Long tasks never fill it
-    # (the handler threads bound them); for short ones it is the size of a group commit.
-    record_window: int = 64
-    fetch_batch: int = 500
-    # A batch whose commit is not in the log this long after its first task was seen (read to
-    # the log's end) is abandoned; keep it well above producers' commit timeout.
-    batch_ttl: float = 60.0
-    events: bool = True  # produce task events to <ns>.events
-    # The "started" status is written for tasks still running this many seconds after they
-    # began (short tasks then cost no status write; their completion is their status).
-    started_status_after: float = 0.1
-    registry_prefix: str = "ringleader:registry"
-    lease_duration: float = 15.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.started_status_after, bool) or not (
-            isinstance(self.started_status_after, int | float) and self.started_status_after >= 0
-        ):
-            raise ConfigError(
-                "worker setting started_status_after must be a number >= 0, "
-                f"got {self.started_status_after!r}"
-            )
-        for name in ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"worker setting {name} must be a number > 0, got {value!r}")
-        for name in ("max_outstanding", "fetch_batch", "record_window"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"worker setting {name} must be an integer >= 1, got {value!r}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = f"RINGLEADER_WORKER_{f.name.upper()}"
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            try:
-                if f.type in (bool, "bool"):
-                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                elif f.type in (int, "int"):
-                    values[f.name] = int(raw)
-                elif f.type in (float, "float"):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
-            except ValueError:
-                raise ConfigError(f"{var} must be a {f.type}, got {raw!r}") from None
-        return cls(**values)
-
-
-def member_settings_from_env(
-    namespace: str, worker_id: str, environ: Mapping[str, str] | None = None
-) -> MemberSettings:
-    """MemberSettings for the workers' group `<ns>.workers`; RINGLEADER_SESSION_TIMEOUT_MS etc.
-    override the defaults."""
-    env = dict(os.environ if environ is None else environ)
-    env.setdefault("RINGLEADER_GROUP_ID", f"{namespace}.workers")
-    env.setdefault("RINGLEADER_CLIENT_ID", f"ringleader-{worker_id}")
-    return MemberSettings.from_env(env)
 
 
 @dataclass(slots=True)

@@ -11,12 +11,13 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from worker.envelope import DEFAULT_MAX_PAYLOAD
-from worker.errors import ConfigError
-from worker.routing import MAX_NAMESPACE_LEN
+from ringleader.coordinator.settings import MemberSettings
+from ringleader.worker.envelope import DEFAULT_MAX_PAYLOAD
+from ringleader.worker.errors import ConfigError
+from ringleader.worker.routing import MAX_NAMESPACE_LEN
 
 ENV_PREFIX = "RINGLEADER_"
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]+")
@@ -269,3 +270,76 @@ def _check_redis_url(value: object) -> None:
         raise ConfigError(f"redis must be a redis://, rediss:// or unix:// URL, got {value!r}")
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(f"redis URL has no host: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Runtime knobs of a worker process (RINGLEADER_WORKER_* in the environment)."""
+
+    drain_timeout: float = 10.0  # on revoke/stop: how long running tasks may take to finish
+    commit_interval: float = 0.5  # seconds between offset commits
+    max_outstanding: int = 5000  # tasks held (queued, parked) before fetching pauses
+    # At most this many tasks (never fewer than the concurrency) run without their completion
+    # recorded: the bound on duplicate executions if the worker dies. Long tasks never fill it
+    # (the handler threads bound them); for short ones it is the size of a group commit.
+    record_window: int = 64
+    fetch_batch: int = 500
+    # A batch whose commit is not in the log this long after its first task was seen (read to
+    # the log's end) is abandoned; keep it well above producers' commit timeout.
+    batch_ttl: float = 60.0
+    events: bool = True  # produce task events to <ns>.events
+    # The "started" status is written for tasks still running this many seconds after they
+    # began (short tasks then cost no status write; their completion is their status).
+    started_status_after: float = 0.1
+    registry_prefix: str = "ringleader:registry"
+    lease_duration: float = 15.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.started_status_after, bool) or not (
+            isinstance(self.started_status_after, int | float) and self.started_status_after >= 0
+        ):
+            raise ConfigError(
+                "worker setting started_status_after must be a number >= 0, "
+                f"got {self.started_status_after!r}"
+            )
+        for name in ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"worker setting {name} must be a number > 0, got {value!r}")
+        for name in ("max_outstanding", "fetch_batch", "record_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"worker setting {name} must be an integer >= 1, got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = f"RINGLEADER_WORKER_{f.name.upper()}"
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                if f.type in (bool, "bool"):
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                elif f.type in (int, "int"):
+                    values[f.name] = int(raw)
+                elif f.type in (float, "float"):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ConfigError(f"{var} must be a {f.type}, got {raw!r}") from None
+        return cls(**values)
+
+
+def member_settings_from_env(
+    namespace: str, worker_id: str, environ: Mapping[str, str] | None = None
+) -> MemberSettings:
+    """MemberSettings for the workers' group `<ns>.workers`; RINGLEADER_SESSION_TIMEOUT_MS etc.
+    override the defaults."""
+    env = dict(os.environ if environ is None else environ)
+    env.setdefault("RINGLEADER_GROUP_ID", f"{namespace}.workers")
+    env.setdefault("RINGLEADER_CLIENT_ID", f"ringleader-{worker_id}")
+    return MemberSettings.from_env(env)

@@ -34,20 +34,20 @@ import redis as redis_lib
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from kafka.protocol.admin.groups import DescribeGroupsRequest, DescribeGroupsResponse
 
-from coordinator.assignment import KIND as ASSIGN_KIND
-from coordinator.assignment import (
+from ringleader.coordinator.assignment import KIND as ASSIGN_KIND
+from ringleader.coordinator.assignment import (
     Assignment,
     AssignmentDecodeError,
     AssignmentLog,
     AssignmentPointer,
 )
-from coordinator.errors import BrokerUnavailableError, ErrorCode, RingleaderError
-from coordinator.metadata import MemberMetadata, MetadataDecodeError
-from coordinator.twophase import Applied
-from coordinator.txlog import TxLogError, TxLogReader
-from coordinator.wire import Connection, GroupClient, find_coordinator
-from worker.routing import topics
-from worker.settings import AppSettings
+from ringleader.coordinator.errors import BrokerUnavailableError, ErrorCode, RingleaderError
+from ringleader.coordinator.metadata import MemberMetadata, MetadataDecodeError
+from ringleader.coordinator.twophase import Applied
+from ringleader.coordinator.txlog import TxLogError, TxLogReader
+from ringleader.coordinator.wire import Connection, GroupClient, find_coordinator
+from ringleader.worker.routing import topics
+from ringleader.worker.settings import AppSettings
 
 __all__ = ["MemberView", "PartitionLag", "StatusReport", "format_text", "gather", "group_id_for"]
 
@@ -339,9 +339,9 @@ def _lag(
 
 
 def _registry(report: StatusReport, settings: AppSettings, prefix: str) -> None:
-    from registry.backend import RegistryBackend
-    from registry.cli import ls, summary
-    from registry.errors import RegistryError
+    from ringleader.registry.backend import RegistryBackend
+    from ringleader.registry.cli import ls, summary
+    from ringleader.registry.errors import RegistryError
 
     r: redis_lib.Redis[bytes] = redis_lib.Redis.from_url(
         settings.redis, socket_connect_timeout=5, socket_timeout=5

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from worker.envelope import Envelope
-from worker.errors import ConfigError
-from worker.retry import RetryPolicy
+from ringleader.worker.envelope import Envelope
+from ringleader.worker.errors import ConfigError
+from ringleader.worker.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)

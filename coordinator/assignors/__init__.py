@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from coordinator.assignors.base import AssignmentPlan, Assignor
-from coordinator.assignors.capacity import CapacityAssignor
-from coordinator.assignors.roundrobin import RoundRobinAssignor
-from coordinator.assignors.sticky import StickyAssignor
-from coordinator.errors import ConfigError
+from ringleader.coordinator.assignors.base import AssignmentPlan, Assignor
+from ringleader.coordinator.assignors.capacity import CapacityAssignor
+from ringleader.coordinator.assignors.roundrobin import RoundRobinAssignor
+from ringleader.coordinator.assignors.sticky import StickyAssignor
+from ringleader.coordinator.errors import ConfigError
 
 DEFAULT_ASSIGNOR = "roundrobin"
 KNOWN_ASSIGNORS = ("roundrobin", "sticky", "capacity")

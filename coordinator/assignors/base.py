@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from coordinator.metadata import MemberMetadata
+from ringleader.coordinator.metadata import MemberMetadata
 
 
 @runtime_checkable

@@ -17,8 +17,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 
-from coordinator.assignors.base import AssignmentPlan, clean_partitions, member_order
-from coordinator.metadata import MemberMetadata
+from ringleader.coordinator.assignors.base import AssignmentPlan, clean_partitions, member_order
+from ringleader.coordinator.metadata import MemberMetadata
 
 Requirement = tuple[tuple[str, str], ...]
 

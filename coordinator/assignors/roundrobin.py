@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from coordinator.assignors.base import clean_partitions, member_order
-from coordinator.metadata import MemberMetadata
-from coordinator.ring import RingBuffer
+from ringleader.coordinator.assignors.base import clean_partitions, member_order
+from ringleader.coordinator.metadata import MemberMetadata
+from ringleader.coordinator.ring import RingBuffer
 
 
 class RoundRobinAssignor:

@@ -24,10 +24,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from coordinator.assignment import AssignmentLog, AssignmentPointer
-from coordinator.member import Member, publish_committed
-from coordinator.metadata import MemberMetadata
-from coordinator.settings import MemberSettings
+from ringleader.coordinator.assignment import AssignmentLog, AssignmentPointer
+from ringleader.coordinator.member import Member, publish_committed
+from ringleader.coordinator.metadata import MemberMetadata
+from ringleader.coordinator.settings import MemberSettings
 
 
 class Ledger:

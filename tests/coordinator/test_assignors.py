@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.assignors import (
+from ringleader.coordinator.assignors import (
     KNOWN_ASSIGNORS,
     Assignor,
     CapacityAssignor,
@@ -18,8 +18,8 @@ from coordinator.assignors import (
     StickyAssignor,
     get_assignor,
 )
-from coordinator.errors import ConfigError
-from coordinator.metadata import Labels, MemberMetadata, MetadataDecodeError
+from ringleader.coordinator.errors import ConfigError
+from ringleader.coordinator.metadata import Labels, MemberMetadata, MetadataDecodeError
 
 
 def group(n: int) -> dict[str, MemberMetadata]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.topics import ensure_topic
+from ringleader.coordinator.topics import ensure_topic
 
 MEMBER_PROC = Path(__file__).with_name("member_proc.py")
 SESSION_MS = 6000
@@ -445,9 +445,9 @@ def test_static_member_restart_gets_a_share(
     owner again. Tansu instead rebalances. In-process members (threads) here."""
     from dataclasses import replace
 
-    from coordinator.member import Member
-    from coordinator.metadata import MemberMetadata
-    from coordinator.settings import MemberSettings
+    from ringleader.coordinator.member import Member
+    from ringleader.coordinator.metadata import MemberMetadata
+    from ringleader.coordinator.settings import MemberSettings
 
     g = Group(broker, unique_name, tmp_path, partitions=4)
     g.create_topics()
@@ -509,7 +509,7 @@ def test_static_member_restart_gets_a_share(
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_coordinator_node_dies(kafka_cluster: Any, unique_name: str, tmp_path: Path) -> None:
-    from coordinator.wire import find_coordinator
+    from ringleader.coordinator.wire import find_coordinator
     from ringleader.local import services
 
     g = Group(kafka_cluster.bootstrap, unique_name, tmp_path)

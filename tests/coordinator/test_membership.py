@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.errors import ConfigError, ErrorCode
-from coordinator.membership import (
+from ringleader.coordinator.errors import ConfigError, ErrorCode
+from ringleader.coordinator.membership import (
     Assign,
     AssignmentCommitted,
     AssignmentRead,
@@ -33,7 +33,7 @@ from coordinator.membership import (
     SyncResponse,
     Tick,
 )
-from coordinator.settings import MemberSettings
+from ringleader.coordinator.settings import MemberSettings
 
 SETTINGS = MemberSettings(
     group_id="g",

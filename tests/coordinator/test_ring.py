@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.ring import CircularIterator, RingBuffer
+from ringleader.coordinator.ring import CircularIterator, RingBuffer
 
 
 def test_next_walks_around_forever() -> None:

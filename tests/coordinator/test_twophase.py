@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.assignment import Assignment, AssignmentDecodeError, AssignmentPointer
-from coordinator.errors import InconsistentAssignmentError
-from coordinator.twophase import (
+from ringleader.coordinator.assignment import Assignment, AssignmentDecodeError, AssignmentPointer
+from ringleader.coordinator.errors import InconsistentAssignmentError
+from ringleader.coordinator.twophase import (
     Applied,
     Expired,
     Inconsistent,

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator.assignment import Assignment, AssignmentLog, AssignmentPointer
-from coordinator.errors import RingleaderError
-from coordinator.topics import ensure_topic
-from coordinator.twophase import Applied, Inconsistent
-from coordinator.txlog import TxLogError, TxLogReader, TxLogWriter
+from ringleader.coordinator.assignment import Assignment, AssignmentLog, AssignmentPointer
+from ringleader.coordinator.errors import RingleaderError
+from ringleader.coordinator.topics import ensure_topic
+from ringleader.coordinator.twophase import Applied, Inconsistent
+from ringleader.coordinator.txlog import TxLogError, TxLogReader, TxLogWriter
 
 pytestmark = pytest.mark.broker
 
@@ -86,7 +86,7 @@ def test_commit_with_missing_part_is_inconsistent(broker: str, topic: str) -> No
     """A commit naming a part the log lacks (e.g. written by a buggy leader) is refused."""
     from confluent_kafka import Producer
 
-    from coordinator.twophase import encode_commit
+    from ringleader.coordinator.twophase import encode_commit
 
     a = Assignment(3, "m1", {"m1": [0], "m2": [1]})
     parts = a.encode_parts()

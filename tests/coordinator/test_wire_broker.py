@@ -14,9 +14,9 @@ from kafka.protocol.consumer.group import (
     SyncGroupRequest,
 )
 
-from coordinator.errors import BrokerUnavailableError, ErrorCode
-from coordinator.topics import ensure_topic
-from coordinator.wire import Connection, GroupClient, JoinResult, find_coordinator
+from ringleader.coordinator.errors import BrokerUnavailableError, ErrorCode
+from ringleader.coordinator.topics import ensure_topic
+from ringleader.coordinator.wire import Connection, GroupClient, JoinResult, find_coordinator
 
 pytestmark = pytest.mark.broker
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
-from registry.backend import RegistryBackend
-from registry.client import RegistryClient
-from registry.model import Instance
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.client import RegistryClient
+from ringleader.registry.model import Instance
 
 
 def server_view(backend: RegistryBackend) -> dict[str, Instance]:

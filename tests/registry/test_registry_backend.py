@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from registry_testkit import server_view
 
-from registry import hashcode
-from registry.backend import RegistryBackend
-from registry.errors import InstanceNotFound
-from registry.model import Instance, Status
+from ringleader.registry import hashcode
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.errors import InstanceNotFound
+from ringleader.registry.model import Instance, Status
+from tests.registry.registry_testkit import server_view
 
 pytestmark = pytest.mark.redis
 
@@ -101,7 +101,7 @@ def test_self_preservation_at_twenty_percent(
         backend.register(Instance("s", f"i{n}", "h", lease_duration=30.0), 0.0)
     for n in range(80):
         backend.renew("s", f"i{n}", 20.0)  # 20 of 100 do not renew (a partition)
-    caplog.set_level(logging.WARNING, logger="registry.backend")
+    caplog.set_level(logging.WARNING, logger="ringleader.registry.backend")
 
     ev = backend.evict(31.0)  # i80..i99 lapsed at 30: 20% > 15%
     assert ev.paused and ev.evicted == 0 and (ev.lapsed, ev.total) == (20, 100)

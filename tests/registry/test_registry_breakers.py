@@ -11,8 +11,8 @@ import pybreaker
 import pytest
 import redis
 
-from registry.backend import RegistryBackend
-from registry.breakers import (
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.breakers import (
     Breaker,
     BreakerBoard,
     BreakerOpen,
@@ -21,10 +21,10 @@ from registry.breakers import (
     memory_storage,
     redis_storage,
 )
-from registry.client import RegistryClient
-from registry.downstream import Downstream, DownstreamError, RetryPolicy, breaker_rows
-from registry.errors import NoInstances, ServiceUnavailable
-from registry.model import Instance, Status
+from ringleader.registry.client import RegistryClient
+from ringleader.registry.downstream import Downstream, DownstreamError, RetryPolicy, breaker_rows
+from ringleader.registry.errors import NoInstances, ServiceUnavailable
+from ringleader.registry.model import Instance, Status
 from tests.httpstub import FlakyHTTP, http_get, serving
 
 # -- the breaker alone ---------------------------------------------------------------------

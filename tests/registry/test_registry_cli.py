@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from registry import cli
+from ringleader.registry import cli
 
 pytestmark = pytest.mark.redis
 
@@ -74,7 +74,7 @@ def test_bad_input_is_a_clear_error(run, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_settings_read_the_redis_variable_app_and_client_read() -> None:
-    from registry.settings import RegistrySettings
+    from ringleader.registry.settings import RegistrySettings
 
     both = {"RINGLEADER_REDIS": "redis://a:1/0", "RINGLEADER_REDIS_URL": "redis://b:2/0"}
     assert RegistrySettings.from_env(both).redis_url == "redis://a:1/0"
@@ -86,8 +86,8 @@ def test_settings_read_the_redis_variable_app_and_client_read() -> None:
 def test_a_bad_setting_is_named_and_the_command_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from registry.errors import InvalidSetting
-    from registry.settings import RegistrySettings
+    from ringleader.registry.errors import InvalidSetting
+    from ringleader.registry.settings import RegistrySettings
 
     with pytest.raises(InvalidSetting, match="RINGLEADER_REGISTRY_LOG_SIZE must be int, got 'x'"):
         RegistrySettings.from_env({"RINGLEADER_REGISTRY_LOG_SIZE": "x"})

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry import hashcode
-from registry.errors import DecodeError, InvalidInstance
-from registry.model import Instance, Metadata, Status
+from ringleader.registry import hashcode
+from ringleader.registry.errors import DecodeError, InvalidInstance
+from ringleader.registry.model import Instance, Metadata, Status
 
 names = st.from_regex(r"[a-z][a-z0-9.-]{0,12}", fullmatch=True)
 instances = st.builds(

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from registry_testkit import OwnRedis, assert_same_copy, start_own_redis
 
-from registry.backend import RegistryBackend
-from registry.client import RegistryClient, SyncPath
-from registry.lease import LeaseKeeper
-from registry.model import Instance, Status
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.client import RegistryClient, SyncPath
+from ringleader.registry.lease import LeaseKeeper
+from ringleader.registry.model import Instance, Status
+from tests.registry.registry_testkit import OwnRedis, assert_same_copy, start_own_redis
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -11,12 +11,12 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from registry_testkit import assert_same_copy
 
-from registry import hashcode
-from registry.backend import RegistryBackend
-from registry.client import RegistryClient, RegistryEvent, SyncPath
-from registry.model import Instance, Metadata, Status
+from ringleader.registry import hashcode
+from ringleader.registry.backend import RegistryBackend
+from ringleader.registry.client import RegistryClient, RegistryEvent, SyncPath
+from ringleader.registry.model import Instance, Metadata, Status
+from tests.registry.registry_testkit import assert_same_copy
 
 pytestmark = pytest.mark.redis
 

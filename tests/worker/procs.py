@@ -1,6 +1,6 @@
 """Helpers for worker integration tests: worker OS processes, raw submission, topic reads.
 
-Workers run as `python -m worker.run tests.worker.apps.counting:app --id ID` from the
+Workers run as `python -m ringleader.worker.run tests.worker.apps.counting:app --id ID` from the
 repository root, configured through RINGLEADER_* variables. Each process's stderr goes to
 its own log file, printed when a test fails (`dump_logs`).
 """
@@ -21,10 +21,10 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from worker import envelope as envelope_mod
-from worker import run as worker_run
-from worker.envelope import Envelope, new_task_id
-from worker.settings import AppSettings
+from ringleader.worker import envelope as envelope_mod
+from ringleader.worker import run as worker_run
+from ringleader.worker.envelope import Envelope, new_task_id
+from ringleader.worker.settings import AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTING_APP = "tests.worker.apps.counting:app"
@@ -105,7 +105,7 @@ class Workers:
                 [
                     sys.executable,
                     "-m",
-                    "worker.run",
+                    "ringleader.worker.run",
                     self.app_ref,
                     "--id",
                     worker_id,
@@ -241,13 +241,13 @@ def executions(redis_url: str, namespace: str) -> dict[str, int]:
 
 def completed_ids(redis_url: str, namespace: str, ids: Sequence[str]) -> list[bool]:
     """Which tasks have a completion record (the result store's `done` key)."""
-    from worker.results import ResultStore
+    from ringleader.worker.results import ResultStore
 
     store = ResultStore.from_url(redis_url, namespace)
     return [store.is_completed(i) for i in ids]
 
 
 def count_completed(redis_url: str, namespace: str, ids: Sequence[str]) -> int:
-    from worker.results import ResultStore
+    from ringleader.worker.results import ResultStore
 
     return ResultStore.from_url(redis_url, namespace).count_completed(ids)

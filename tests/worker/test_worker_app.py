@@ -5,12 +5,12 @@ from typing import Any
 
 import pytest
 
-from worker.app import App
-from worker.envelope import Envelope
-from worker.errors import ConfigError
-from worker.retry import Backoff
-from worker.settings import AppSettings, KafkaSecurity
-from worker.tasks import Task, TaskContext, TaskRegistry, default_task_name
+from ringleader.worker.app import App
+from ringleader.worker.envelope import Envelope
+from ringleader.worker.errors import ConfigError
+from ringleader.worker.retry import Backoff
+from ringleader.worker.settings import AppSettings, KafkaSecurity
+from ringleader.worker.tasks import Task, TaskContext, TaskRegistry, default_task_name
 
 TID = "ab" * 16
 
@@ -84,7 +84,7 @@ def test_bad_environment_names_the_variable(var: str, raw: str) -> None:
 
 
 def test_config_error_is_a_ringleader_value_error() -> None:
-    from coordinator.errors import RingleaderError
+    from ringleader.coordinator.errors import RingleaderError
 
     with pytest.raises(RingleaderError):
         App(namespace="has space")

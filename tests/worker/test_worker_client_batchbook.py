@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.twophase import Applied, Expired, Inconsistent, Skipped, TxAssembler, encode_tx
-from worker.batches import BatchBook, BatchState, part_value
+from ringleader.coordinator.twophase import (
+    Applied,
+    Expired,
+    Inconsistent,
+    Skipped,
+    TxAssembler,
+    encode_tx,
+)
+from ringleader.worker.batches import BatchBook, BatchState, part_value
 
 
 def applied(batch: str, *tasks: str) -> Applied:

@@ -17,14 +17,14 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from coordinator.errors import BrokerUnavailableError
-from worker.batches import BatchGate, BatchState, part_value
-from worker.client import Client, SubmitError, TaskSpec, idempotent_task_id
-from worker.envelope import Envelope, decode
-from worker.errors import EnvelopeError, PayloadTooLarge, ResultTimeout, TaskError
-from worker.results import ResultStore, Status
-from worker.routing import partition_for
-from worker.settings import AppSettings
+from ringleader.coordinator.errors import BrokerUnavailableError
+from ringleader.worker.batches import BatchGate, BatchState, part_value
+from ringleader.worker.client import Client, SubmitError, TaskSpec, idempotent_task_id
+from ringleader.worker.envelope import Envelope, decode
+from ringleader.worker.errors import EnvelopeError, PayloadTooLarge, ResultTimeout, TaskError
+from ringleader.worker.results import ResultStore, Status
+from ringleader.worker.routing import partition_for
+from ringleader.worker.settings import AppSettings
 
 pytestmark = [pytest.mark.broker, pytest.mark.redis]
 

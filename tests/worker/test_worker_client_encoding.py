@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.client import Client, TaskSpec, idempotent_task_id
-from worker.envelope import decode, encode
-from worker.errors import EnvelopeError, PayloadTooLarge
-from worker.settings import AppSettings
+from ringleader.worker.client import Client, TaskSpec, idempotent_task_id
+from ringleader.worker.envelope import decode, encode
+from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker.settings import AppSettings
 
 
 @pytest.fixture

@@ -9,18 +9,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import procs
 import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from registry import Instance, RegistryBackend
+from ringleader.registry import Instance, RegistryBackend
+from ringleader.worker.client import Client, TaskSpec
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.results import Status
+from ringleader.worker.settings import AppSettings
+from ringleader.worker.status import gather
 from tests.httpstub import FlakyHTTP, serving
-from worker.client import Client, TaskSpec
-from worker.namespace import ensure_topics
-from worker.results import Status
-from worker.settings import AppSettings
-from worker.status import gather
+from tests.worker import procs
 
 pytestmark = [pytest.mark.broker, pytest.mark.redis, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.envelope import (
+from ringleader.worker.envelope import (
     DEFAULT_MAX_PAYLOAD,
     DeadLetterRecord,
     Envelope,
@@ -24,7 +24,7 @@ from worker.envelope import (
     encode_event,
     new_task_id,
 )
-from worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
 
 TID = "0123456789abcdef0123456789abcdef"
 

@@ -8,11 +8,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from registry.errors import ServiceUnavailable
-from worker.app import App
-from worker.envelope import Envelope, encode
-from worker.errors import TaskTimeout
-from worker.execute import (
+from ringleader.registry.errors import ServiceUnavailable
+from ringleader.worker.app import App
+from ringleader.worker.envelope import Envelope, encode
+from ringleader.worker.errors import TaskTimeout
+from ringleader.worker.execute import (
     DeadLetter,
     Retry,
     Succeeded,
@@ -21,8 +21,8 @@ from worker.execute import (
     execute,
     execute_bytes,
 )
-from worker.retry import Backoff
-from worker.tasks import TaskContext
+from ringleader.worker.retry import Backoff
+from ringleader.worker.tasks import TaskContext
 
 TID = "cd" * 16
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.offsets import OffsetTracker
+from ringleader.worker.offsets import OffsetTracker
 
 
 def test_nothing_started_keeps_initial_position() -> None:

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from worker.envelope import Envelope
-from worker.pool import Finished, Flusher, HandlerPool, RecordWindow
-from worker.queues import QueuedTask, SchedulingQueue
-from worker.results import CompletionWrite, Status
+from ringleader.worker.envelope import Envelope
+from ringleader.worker.pool import Finished, Flusher, HandlerPool, RecordWindow
+from ringleader.worker.queues import QueuedTask, SchedulingQueue
+from ringleader.worker.results import CompletionWrite, Status
 
 
 class HeldStore:

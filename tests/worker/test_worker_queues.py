@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.envelope import Envelope
-from worker.queues import QueueCounts, QueuedTask, SchedulingQueue
+from ringleader.worker.envelope import Envelope
+from ringleader.worker.queues import QueueCounts, QueuedTask, SchedulingQueue
 
 
 def task(

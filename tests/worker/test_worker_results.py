@@ -9,8 +9,8 @@ import msgpack
 import pytest
 import redis
 
-from worker.errors import EnvelopeError, ResultTimeout, TaskError
-from worker.results import CompletionWrite, ResultStore, Status
+from ringleader.worker.errors import EnvelopeError, ResultTimeout, TaskError
+from ringleader.worker.results import CompletionWrite, ResultStore, Status
 
 pytestmark = pytest.mark.redis
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.errors import ConfigError, TaskTimeout, WorkerError
-from worker.retry import Backoff, RetryPolicy, as_backoff
+from ringleader.worker.errors import ConfigError, TaskTimeout, WorkerError
+from ringleader.worker.retry import Backoff, RetryPolicy, as_backoff
 
 
 def test_exponential_without_jitter() -> None:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from worker.routing import MAX_NAMESPACE_LEN, murmur2, partition_for, topics
+from ringleader.worker.routing import MAX_NAMESPACE_LEN, murmur2, partition_for, topics
 
 
 def test_topic_names() -> None:

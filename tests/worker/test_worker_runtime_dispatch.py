@@ -9,13 +9,13 @@ import collections
 from collections.abc import Iterator
 from pathlib import Path
 
-import procs
 import pytest
 
-from worker.client import Client, TaskSpec
-from worker.envelope import EventKind, decode_event
-from worker.namespace import ensure_topics
-from worker.settings import AppSettings
+from ringleader.worker.client import Client, TaskSpec
+from ringleader.worker.envelope import EventKind, decode_event
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.settings import AppSettings
+from tests.worker import procs
 
 pytestmark = [pytest.mark.broker, pytest.mark.redis, pytest.mark.slow]
 

@@ -10,11 +10,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import procs
 import pytest
 
-from worker.client import Client, TaskSpec
-from worker.envelope import (
+from ringleader.worker.client import Client, TaskSpec
+from ringleader.worker.envelope import (
     Envelope,
     EventKind,
     decode_dead_letter,
@@ -22,9 +21,10 @@ from worker.envelope import (
     encode,
     new_task_id,
 )
-from worker.errors import TaskError
-from worker.namespace import ensure_topics
-from worker.settings import AppSettings
+from ringleader.worker.errors import TaskError
+from ringleader.worker.namespace import ensure_topics
+from ringleader.worker.settings import AppSettings
+from tests.worker import procs
 
 pytestmark = [pytest.mark.broker, pytest.mark.redis, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ import time
 
 import redis
 
-from worker.app import App
-from worker.retry import Backoff
-from worker.tasks import TaskContext
+from ringleader.worker.app import App
+from ringleader.worker.retry import Backoff
+from ringleader.worker.tasks import TaskContext
 
 app = App()
 NS = app.namespace

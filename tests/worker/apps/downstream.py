@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from registry import BreakerSettings, RetryPolicy
+from ringleader.registry import BreakerSettings, RetryPolicy
+from ringleader.worker.app import App
 from tests.httpstub import http_get
-from worker.app import App
 
 app = App()
 fast = BreakerSettings(fail_max=3, reset_timeout=1.0)
