@@ -1,8 +1,8 @@
 """Group membership as a pure state machine (h11 style).
 
 No sockets and no clocks: every event carries `now` (seconds on any monotonic clock), and
-`Membership.handle(event)` returns the commands the I/O layer must run, in order. The I/O
-layer (coordinator.member) runs them one at a time and feeds their outcomes back as events.
+`Membership.handle(event)` returns the commands (`coordinator.messages`) the I/O layer
+(`coordinator.member`) must run, in order, feeding their outcomes back as events.
 
 Safety rules this machine enforces:
 
@@ -19,245 +19,45 @@ Safety rules this machine enforces:
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ringleader.coordinator.errors import COORDINATOR_MOVED, ErrorCode, RingleaderError
+from ringleader.coordinator.messages import (
+    FATAL_ERRORS,
+    TERMINAL_STATES,
+    Assign,
+    AssignmentCommitted,
+    AssignmentRead,
+    Command,
+    CoordinatorFound,
+    Event,
+    Fenced,
+    FindCoordinator,
+    HeartbeatResponse,
+    JoinResponse,
+    Leave,
+    LeaveResponse,
+    ReadAssignment,
+    Request,
+    RequestFailed,
+    Revoke,
+    RunAssignment,
+    SendHeartbeat,
+    SendJoin,
+    SendLeave,
+    SendSync,
+    Start,
+    State,
+    SyncResponse,
+    Tick,
+)
 from ringleader.coordinator.settings import MemberSettings
-
-
-class State(enum.Enum):
-    UNJOINED = "unjoined"  # not started
-    FINDING_COORDINATOR = "finding-coordinator"  # no membership; locating the coordinator
-    JOINING = "joining"  # JoinGroup pending or in flight
-    ASSIGNING = "assigning"  # leader: running the assignor and the 2PC commit
-    AWAITING_SYNC = "awaiting-sync"  # SyncGroup in flight
-    READING_ASSIGNMENT = "reading-assignment"  # reading the committed assignment log
-    STABLE = "stable"  # holding a committed generation; heartbeating
-    LEAVING = "leaving"  # LeaveGroup in flight
-    CLOSED = "closed"
-    FENCED = "fenced"  # terminal: fenced for good (static id taken) or a fatal error
-
-
-class Request(enum.Enum):
-    """Kinds of work the I/O layer runs on the machine's behalf; one at a time."""
-
-    FIND = "find-coordinator"
-    JOIN = "join"
-    ASSIGN = "assign"
-    SYNC = "sync"
-    READ = "read-assignment"
-    HEARTBEAT = "heartbeat"
-    LEAVE = "leave"
 
 
 class MembershipProtocolError(RingleaderError):
     """The I/O layer fed an event the machine cannot be in a position to receive."""
 
 
-# ---- events (in) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Start:
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    now: float
-
-
-@dataclass(frozen=True)
-class CoordinatorFound:
-    now: float
-
-
-@dataclass(frozen=True)
-class JoinResponse:
-    now: float
-    sent_at: float
-    error: ErrorCode
-    generation: int = -1
-    member_id: str = ""
-    leader: str = ""
-    protocol_name: str | None = None
-    members: Mapping[str, bytes] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AssignmentCommitted:
-    """Leader: the assignment of `generation` is committed; `blob` points members at it."""
-
-    now: float
-    generation: int
-    blob: bytes
-
-
-@dataclass(frozen=True)
-class SyncResponse:
-    now: float
-    sent_at: float
-    error: ErrorCode
-    assignment: bytes = b""
-
-
-@dataclass(frozen=True)
-class AssignmentRead:
-    """The committed assignment of `generation` was read; None = missing or inconsistent."""
-
-    now: float
-    generation: int
-    partitions: tuple[int, ...] | None
-
-
-@dataclass(frozen=True)
-class HeartbeatResponse:
-    now: float
-    sent_at: float
-    error: ErrorCode
-
-
-@dataclass(frozen=True)
-class LeaveResponse:
-    now: float
-    error: ErrorCode
-
-
-@dataclass(frozen=True)
-class RequestFailed:
-    """The request did not get an answer (connection lost, timeout, publish/read failed)."""
-
-    now: float
-    request: Request
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Leave:
-    """Close: revoke, leave the group. Any request in flight has been abandoned."""
-
-    now: float
-
-
-Event = (
-    Start
-    | Tick
-    | CoordinatorFound
-    | JoinResponse
-    | AssignmentCommitted
-    | SyncResponse
-    | AssignmentRead
-    | HeartbeatResponse
-    | LeaveResponse
-    | RequestFailed
-    | Leave
-)
-
-# ---- commands (out) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FindCoordinator:
-    timeout: float
-
-
-@dataclass(frozen=True)
-class SendJoin:
-    member_id: str
-    group_instance_id: str | None
-    protocol_name: str
-    reason: str
-    timeout: float
-
-
-@dataclass(frozen=True)
-class RunAssignment:
-    """Leader: assign, commit the assignment (2PC), answer AssignmentCommitted."""
-
-    generation: int
-    leader_id: str
-    members: Mapping[str, bytes]
-
-
-@dataclass(frozen=True)
-class SendSync:
-    generation: int
-    member_id: str
-    group_instance_id: str | None
-    protocol_name: str | None
-    assignments: Mapping[str, bytes]
-    timeout: float
-
-
-@dataclass(frozen=True)
-class ReadAssignment:
-    generation: int
-    blob: bytes
-
-
-@dataclass(frozen=True)
-class Assign:
-    generation: int
-    partitions: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Revoke:
-    partitions: tuple[int, ...]
-    reason: str
-
-
-@dataclass(frozen=True)
-class SendHeartbeat:
-    generation: int
-    member_id: str
-    group_instance_id: str | None
-    timeout: float
-
-
-@dataclass(frozen=True)
-class SendLeave:
-    member_id: str
-    group_instance_id: str | None
-    timeout: float
-
-
-@dataclass(frozen=True)
-class Fenced:
-    """The member lost its membership; `fatal` means it must not rejoin."""
-
-    reason: str
-    fatal: bool
-
-
-Command = (
-    FindCoordinator
-    | SendJoin
-    | RunAssignment
-    | SendSync
-    | ReadAssignment
-    | Assign
-    | Revoke
-    | SendHeartbeat
-    | SendLeave
-    | Fenced
-)
-
-# Join errors after which rejoining cannot help.
-_FATAL = frozenset(
-    {
-        ErrorCode.FENCED_INSTANCE_ID,
-        ErrorCode.INCONSISTENT_GROUP_PROTOCOL,
-        ErrorCode.INVALID_SESSION_TIMEOUT,
-        ErrorCode.INVALID_GROUP_ID,
-        ErrorCode.GROUP_AUTHORIZATION_FAILED,
-        ErrorCode.GROUP_MAX_SIZE_REACHED,
-        ErrorCode.UNSUPPORTED_VERSION,
-    }
-)
-_TERMINAL = frozenset({State.CLOSED, State.FENCED})
 _MIN_REQUEST_TIMEOUT = 0.05
 
 
@@ -272,7 +72,6 @@ class Membership:
         self.leader_id = ""
         self.protocol_name: str | None = None
         self.assigned: tuple[int, ...] | None = None  # None: holds nothing
-        self.fence_reason = ""
         self._members: Mapping[str, bytes] = {}
         self._coordinator_known = False
         self._inflight: Request | None = None
@@ -303,7 +102,7 @@ class Membership:
 
     def next_deadline(self) -> float | None:
         """When the I/O layer must feed a Tick at the latest (None: only on the next event)."""
-        if self.state in _TERMINAL:
+        if self.state in TERMINAL_STATES:
             return None
         times: list[float] = []
         if self.assigned is not None:
@@ -320,7 +119,7 @@ class Membership:
     def handle(self, event: Event) -> list[Command]:
         """Feed one event; return the commands to run, in order."""
         out: list[Command] = []
-        if self.state in _TERMINAL:
+        if self.state in TERMINAL_STATES:
             return out
         if isinstance(event, Start):
             self._start(event, out)
@@ -441,7 +240,7 @@ class Membership:
             self._last_contact = max(self._last_contact, ev.sent_at)
             self.state = State.READING_ASSIGNMENT
             self._inflight = Request.READ
-            out.append(ReadAssignment(self.generation, ev.assignment))
+            out.append(ReadAssignment(self.generation, self.member_id, ev.assignment))
         elif err == ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
             self._rejoin(out, ev.now, "unknown member id", backoff=False)
@@ -485,7 +284,7 @@ class Membership:
             # The fence deadline guards the case where it is not.
             self._coordinator_known = False
             self._wake_at = ev.now + s.retry_backoff
-        elif err in _FATAL:
+        elif err in FATAL_ERRORS:
             self._fatal(out, f"Heartbeat: {err.name}")
         else:
             self._next_heartbeat = ev.now + s.retry_backoff
@@ -511,7 +310,7 @@ class Membership:
         if err in COORDINATOR_MOVED:
             self._coordinator_known = False
             self._rejoin(out, now, f"{api}: {err.name}", backoff=True)
-        elif err in _FATAL:
+        elif err in FATAL_ERRORS:
             self._fatal(out, f"{api}: {err.name}")
         else:
             self._rejoin(out, now, f"{api}: {err.name}", backoff=True)
@@ -549,7 +348,6 @@ class Membership:
 
     def _fatal(self, out: list[Command], reason: str) -> None:
         self._revoke(out, reason)
-        self.fence_reason = reason
         self.state = State.FENCED
         out.append(Fenced(reason, fatal=True))
 
@@ -557,7 +355,6 @@ class Membership:
         if self.assigned is None or now < self.fence_deadline:
             return
         reason = "session lapsed without a successful heartbeat"
-        self.fence_reason = reason
         self._rejoin(out, now, reason, backoff=False)
         out.append(Fenced(reason, fatal=False))
         # An in-flight heartbeat cannot rescue the session any more; its answer is awaited
@@ -565,7 +362,7 @@ class Membership:
 
     def _drive(self, now: float, out: list[Command]) -> None:
         """Start the next request if none is in flight and its time has come."""
-        if self._inflight is not None or self.state in _TERMINAL or now < self._wake_at:
+        if self._inflight is not None or self.state in TERMINAL_STATES or now < self._wake_at:
             return
         s = self.settings
         if self.state in (State.FINDING_COORDINATOR, State.JOINING, State.STABLE) and (

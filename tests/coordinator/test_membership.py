@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ringleader.coordinator.errors import ConfigError, ErrorCode
-from ringleader.coordinator.membership import (
+from ringleader.coordinator.membership import Membership, MembershipProtocolError
+from ringleader.coordinator.messages import (
     Assign,
     AssignmentCommitted,
     AssignmentRead,
@@ -17,8 +18,6 @@ from ringleader.coordinator.membership import (
     JoinResponse,
     Leave,
     LeaveResponse,
-    Membership,
-    MembershipProtocolError,
     ReadAssignment,
     Request,
     RequestFailed,
@@ -80,7 +79,7 @@ def joined_follower(
     assert isinstance(cmd, SendSync) and cmd.assignments == {}
     sent = clock()
     read = only(m.handle(SyncResponse(clock(0.05), sent, ErrorCode.NONE, b"ptr")), ReadAssignment)
-    assert read == ReadAssignment(gen, b"ptr")
+    assert read == ReadAssignment(gen, "m1", b"ptr")
     assign = only(m.handle(AssignmentRead(clock(0.01), gen, partitions)), Assign)
     assert assign == Assign(gen, partitions)
     assert m.state == State.STABLE
@@ -408,7 +407,7 @@ def test_leave_revokes_first_then_leaves() -> None:
     cmds = m.handle(Leave(clock()))
     assert kinds(cmds) == [Revoke, SendLeave]
     assert cmds[1] == SendLeave("m1", None, 5.0)
-    assert m.state == State.LEAVING
+    assert (m.state, m.inflight) == (State.LEAVING, Request.LEAVE)
     assert m.handle(LeaveResponse(clock(), ErrorCode.NONE)) == []
     assert m.state == State.CLOSED
     assert m.handle(Tick(clock(50.0))) == []
