@@ -14,9 +14,11 @@ from kafka.protocol.consumer.group import (
     SyncGroupRequest,
 )
 
+from ringleader.coordinator.connection import Connection, find_coordinator
 from ringleader.coordinator.errors import BrokerUnavailableError, ErrorCode
+from ringleader.coordinator.groupapi import JoinResult
 from ringleader.coordinator.topics import ensure_topic
-from ringleader.coordinator.wire import Connection, GroupClient, JoinResult, find_coordinator
+from ringleader.coordinator.wire import GroupClient
 
 pytestmark = pytest.mark.broker
 
