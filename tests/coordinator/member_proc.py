@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ringleader.coordinator.assignment import AssignmentLog, AssignmentPointer
-from ringleader.coordinator.member import Member, publish_committed
+from ringleader.coordinator.executor import publish_committed
+from ringleader.coordinator.member import Member
 from ringleader.coordinator.metadata import MemberMetadata
 from ringleader.coordinator.settings import MemberSettings
 

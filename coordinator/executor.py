@@ -1,0 +1,319 @@
+"""The network half of a `Member`: runs the membership machine's request commands.
+
+`GroupExecutor.run(cmd)` carries out one `RequestCommand` (group requests through
+`coordinator.wire`, the assignor and the 2PC commit on the leader, the read of the committed
+assignment) and answers the event the machine expects; it never raises for an I/O failure
+(that is a `RequestFailed`). Local commands (assign, revoke, fenced) are the `Member`'s own.
+`Executor` is the seam: a test can hand `Member` a fake that answers with scripted events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaException
+
+from ringleader.coordinator.assignment import (
+    AssignmentDecodeError,
+    AssignmentLog,
+    AssignmentPointer,
+)
+from ringleader.coordinator.assignors import Assignor
+from ringleader.coordinator.errors import ErrorCode, RingleaderError
+from ringleader.coordinator.groupapi import CoordinatorAddress
+from ringleader.coordinator.messages import (
+    AssignmentCommitted,
+    AssignmentRead,
+    CoordinatorFound,
+    Event,
+    FindCoordinator,
+    HeartbeatResponse,
+    JoinResponse,
+    LeaveResponse,
+    ReadAssignment,
+    Request,
+    RequestCommand,
+    RequestFailed,
+    RunAssignment,
+    SendHeartbeat,
+    SendJoin,
+    SendLeave,
+    SendSync,
+    SyncResponse,
+)
+from ringleader.coordinator.metadata import MemberMetadata, MetadataDecodeError
+from ringleader.coordinator.settings import MemberSettings
+from ringleader.coordinator.wire import GroupClient
+
+log = logging.getLogger("ringleader.coordinator.member")
+
+# How the leader commits an assignment; the default is AssignmentLog.publish (2PC).
+Publisher = Callable[[AssignmentLog, int, str, Mapping[str, list[int]], float], AssignmentPointer]
+
+_IO_ERRORS = (RingleaderError, KafkaException, OSError)
+
+
+def publish_committed(
+    log_: AssignmentLog,
+    generation: int,
+    leader_id: str,
+    owners: Mapping[str, list[int]],
+    timeout: float,
+) -> AssignmentPointer:
+    return log_.publish(generation, leader_id, owners, timeout)
+
+
+class Executor(Protocol):
+    """What `Member` needs from its network half."""
+
+    @property
+    def coordinator(self) -> CoordinatorAddress | None: ...
+
+    def run(self, cmd: RequestCommand) -> Event:
+        """Carry out one request command; answer its outcome (never raise for I/O)."""
+        ...
+
+    def applied(self, generation: int, partitions: tuple[int, ...]) -> None:
+        """A generation was applied: report it in the next JoinGroup metadata."""
+        ...
+
+    def abort(self) -> None:
+        """From another thread: make a request in flight fail now (close has begun)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class GroupExecutor:
+    """Runs request commands against the broker and the assignment log."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        settings: MemberSettings,
+        *,
+        partitions: int,
+        assignment_topic: str,
+        metadata: MemberMetadata,
+        assignor: Assignor,
+        publisher: Publisher = publish_committed,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.partitions = partitions
+        self.assignment_topic = assignment_topic
+        self._template = metadata
+        self._assignor = assignor
+        self._publisher = publisher
+        self._now = clock
+        self._client = self._new_client()
+        self._log: AssignmentLog | None = None
+        # What the next JoinGroup metadata reports (the last generation applied).
+        self._last_generation = -1
+        self._last_partitions: tuple[int, ...] = ()
+        self._log_offset = -1
+        self._runners: dict[type[Any], Callable[[Any], Event]] = {
+            FindCoordinator: self._find,
+            SendJoin: self._join,
+            RunAssignment: self._run_assignment,
+            SendSync: self._sync,
+            ReadAssignment: self._read_assignment,
+            SendHeartbeat: self._heartbeat,
+            SendLeave: self._leave,
+        }
+
+    @property
+    def coordinator(self) -> CoordinatorAddress | None:
+        return self._client.coordinator
+
+    def run(self, cmd: RequestCommand) -> Event:
+        return self._runners[type(cmd)](cmd)
+
+    def applied(self, generation: int, partitions: tuple[int, ...]) -> None:
+        self._last_generation = generation
+        self._last_partitions = partitions
+
+    def abort(self) -> None:
+        # A JoinGroup/SyncGroup can be held by the broker for the rebalance timeout; cut it.
+        self._client.abort()
+
+    def close(self) -> None:
+        self._client.close()
+        if self._log is not None:
+            self._log.close()
+
+    # ---- one runner per request command --------------------------------------------------
+
+    def _new_client(self) -> GroupClient:
+        s = self.settings
+        return GroupClient(
+            self.bootstrap, s.group_id, client_id=s.client_id, connect_timeout=s.connect_timeout
+        )
+
+    def _find(self, cmd: FindCoordinator) -> Event:
+        try:
+            found = self._client.find_coordinator(cmd.timeout)
+        except _IO_ERRORS as e:
+            log.info("find coordinator failed: %s", e)
+            return RequestFailed(self._now(), Request.FIND, str(e))
+        log.info("coordinator of %s is %s", self.settings.group_id, found)
+        return CoordinatorFound(self._now())
+
+    def _join(self, cmd: SendJoin) -> Event:
+        s = self.settings
+        meta = replace(
+            self._template,
+            held_generation=self._last_generation,
+            held=self._last_partitions,
+            log_offset=self._log_offset,
+        ).encode()
+        sent = self._now()
+        try:
+            r = self._client.join_group(
+                member_id=cmd.member_id,
+                group_instance_id=cmd.group_instance_id,
+                session_timeout_ms=s.session_timeout_ms,
+                rebalance_timeout_ms=s.rebalance_timeout_ms,
+                protocols=[(cmd.protocol_name, meta)],
+                timeout=cmd.timeout,
+                reason=cmd.reason[:200],
+            )
+        except _IO_ERRORS as e:
+            return RequestFailed(self._now(), Request.JOIN, str(e))
+        if r.error == ErrorCode.NONE:
+            log.info(
+                "joined generation %d as %s (leader %s, %d members)",
+                r.generation,
+                r.member_id,
+                r.leader,
+                len(r.members),
+            )
+        members = {m.member_id: m.metadata for m in r.members}
+        return JoinResponse(
+            self._now(),
+            sent,
+            r.error,
+            r.generation,
+            r.member_id,
+            r.leader,
+            r.protocol_name,
+            members,
+        )
+
+    def _sync(self, cmd: SendSync) -> Event:
+        sent = self._now()
+        try:
+            res = self._client.sync_group(
+                generation=cmd.generation,
+                member_id=cmd.member_id,
+                group_instance_id=cmd.group_instance_id,
+                protocol_name=cmd.protocol_name,
+                assignments=cmd.assignments,
+                timeout=cmd.timeout,
+            )
+        except _IO_ERRORS as e:
+            return RequestFailed(self._now(), Request.SYNC, str(e))
+        return SyncResponse(self._now(), sent, res.error, res.assignment)
+
+    def _heartbeat(self, cmd: SendHeartbeat) -> Event:
+        sent = self._now()
+        try:
+            code = self._client.heartbeat(
+                generation=cmd.generation,
+                member_id=cmd.member_id,
+                group_instance_id=cmd.group_instance_id,
+                timeout=cmd.timeout,
+            )
+        except _IO_ERRORS as e:
+            log.info("heartbeat failed: %s", e)
+            return RequestFailed(self._now(), Request.HEARTBEAT, str(e))
+        if code != ErrorCode.NONE:
+            log.info("heartbeat answered %s", code.name)
+        return HeartbeatResponse(self._now(), sent, code)
+
+    def _assignment_log(self) -> AssignmentLog:
+        if self._log is None:
+            self._log = AssignmentLog(self.bootstrap, self.assignment_topic)
+        return self._log
+
+    def _run_assignment(self, cmd: RunAssignment) -> Event:
+        decoded: dict[str, MemberMetadata] = {}
+        for mid, blob in cmd.members.items():
+            try:
+                decoded[mid] = MemberMetadata.decode(blob)
+            except MetadataDecodeError as e:
+                log.warning("member %s sent undecodable metadata (%s); it gets nothing", mid, e)
+        try:
+            owners = self._assignor.assign(decoded, list(range(self.partitions)))
+            full = {mid: sorted(owners.get(mid, [])) for mid in cmd.members}
+            pointer = self._publisher(
+                self._assignment_log(),
+                cmd.generation,
+                cmd.leader_id,
+                full,
+                self.settings.request_timeout,
+            )
+        except (*_IO_ERRORS, ValueError) as e:
+            log.warning("generation %d: assignment not committed: %s", cmd.generation, e)
+            return RequestFailed(self._now(), Request.ASSIGN, str(e))
+        log.info(
+            "generation %d committed at offset %d: %s",
+            cmd.generation,
+            pointer.commit_offset,
+            {m: len(p) for m, p in full.items()},
+        )
+        return AssignmentCommitted(self._now(), cmd.generation, pointer.encode())
+
+    def _read_assignment(self, cmd: ReadAssignment) -> Event:
+        try:
+            pointer = AssignmentPointer.decode(cmd.blob)
+        except AssignmentDecodeError as e:
+            log.warning("generation %d: bad pointer from the leader: %s", cmd.generation, e)
+            return AssignmentRead(self._now(), cmd.generation, None)
+        if pointer.generation != cmd.generation:
+            log.warning(
+                "pointer names generation %d, joined %d", pointer.generation, cmd.generation
+            )
+            return AssignmentRead(self._now(), cmd.generation, None)
+        alog = self._assignment_log()
+        try:
+            assignment = alog.read(pointer, self.settings.request_timeout)
+        except _IO_ERRORS as e:
+            return RequestFailed(self._now(), Request.READ, str(e))
+        if assignment is None:
+            log.warning("generation %d not applied: %s", cmd.generation, alog.last_reason)
+            return AssignmentRead(self._now(), cmd.generation, None)
+        # Reported in the next JoinGroup metadata; a change there also makes Kafka rebalance
+        # a static member it would otherwise hand the old member's assignment again.
+        self._log_offset = max(self._log_offset, pointer.commit_offset)
+        if cmd.member_id not in assignment.owners:
+            # A static member that restarted got a new member id, but the broker returned
+            # the generation the leader assigned to the old id: rejoin for a fresh one.
+            log.warning(
+                "generation %d has no part for %s; rejoining", cmd.generation, cmd.member_id
+            )
+            return AssignmentRead(self._now(), cmd.generation, None)
+        mine = tuple(sorted(assignment.partitions_of(cmd.member_id)))
+        return AssignmentRead(self._now(), cmd.generation, mine)
+
+    def _leave(self, cmd: SendLeave) -> Event:
+        # The main connection may have been cut by abort(); leave on a fresh one.
+        client = self._new_client()
+        try:
+            client.find_coordinator(self.settings.request_timeout)
+            code = client.leave_group(
+                member_id=cmd.member_id,
+                group_instance_id=cmd.group_instance_id,
+                timeout=cmd.timeout,
+            )
+        except _IO_ERRORS as e:
+            log.info("leave failed: %s", e)
+            return RequestFailed(self._now(), Request.LEAVE, str(e))
+        finally:
+            client.close()
+        return LeaveResponse(self._now(), code)
