@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from ringleader.coordinator.assignors.base import clean_partitions, member_order
 from ringleader.coordinator.metadata import MemberMetadata
-from ringleader.coordinator.ring import RingBuffer
+from ringleader.coordinator.ring import CircularIterator
 
 
 class RoundRobinAssignor:
@@ -25,7 +25,7 @@ class RoundRobinAssignor:
         owners: dict[str, list[int]] = {mid: [] for mid in order}
         if not order:
             return owners
-        ring = RingBuffer(order)
+        ring = CircularIterator(order)
         for p in clean_partitions(partitions):
             owners[ring.next()].append(p)
         return owners
