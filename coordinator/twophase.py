@@ -134,11 +134,13 @@ def encode_commit(kind: str, parts: Mapping[str, bytes], first_offset: int = -1)
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def encode_tx(kind: str, txid: str, parts: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
-    """All records of a transaction, parts first, commit last, as (key, value) pairs."""
-    records = [(part_key(kind, txid, name), bytes(parts[name])) for name in sorted(parts)]
-    records.append((commit_key(txid), encode_commit(kind, parts)))
-    return records
+def encode_parts(kind: str, txid: str, parts: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
+    """The part records of a transaction, by part name, as (key, value) pairs.
+
+    The commit record follows once they are written: ``commit_key`` with ``encode_commit``,
+    which needs the offset the first part was written at.
+    """
+    return [(part_key(kind, txid, name), bytes(parts[name])) for name in sorted(parts)]
 
 
 @dataclass(frozen=True)

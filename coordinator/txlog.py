@@ -29,6 +29,7 @@ from ringleader.coordinator.twophase import (
     commit_key,
     decode_commit,
     encode_commit,
+    encode_parts,
     part_key,
 )
 
@@ -76,9 +77,8 @@ class TxLogWriter:
         and the offset of the last part is returned (-1 for no parts).
         """
         deadline = time.monotonic() + timeout
-        records = [(part_key(self.kind, txid, n), bytes(parts[n])) for n in sorted(parts)]
-        ckey = commit_key(txid)
-        offsets = self._send(records, deadline)
+        ckey = commit_key(txid)  # validates txid before anything is written
+        offsets = self._send(encode_parts(self.kind, txid, parts), deadline)
         if not commit:
             return max(offsets, default=-1)
         value = encode_commit(self.kind, parts, first_offset=min(offsets, default=-1))

@@ -23,9 +23,9 @@ from ringleader.coordinator.twophase import (
     decode_commit,
     digest,
     encode_commit,
-    encode_tx,
     part_key,
 )
+from tests.coordinator.txrecords import encode_tx
 
 
 def feed_all(

@@ -10,9 +10,9 @@ from ringleader.coordinator.twophase import (
     Inconsistent,
     Skipped,
     TxAssembler,
-    encode_tx,
 )
 from ringleader.worker.batches import BatchBook, BatchState, part_value
+from tests.coordinator.txrecords import encode_tx
 
 
 def applied(batch: str, *tasks: str) -> Applied:
