@@ -16,7 +16,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from ringleader.coordinator.errors import InconsistentAssignmentError, RingleaderError
-from ringleader.coordinator.twophase import Applied, Unseen
+from ringleader.coordinator.twophase import Applied, Inconsistent, Unseen
 from ringleader.coordinator.txlog import TxLogReader, TxLogWriter, peek_commit
 
 KIND = "assign"
@@ -232,6 +232,22 @@ class AssignmentLog:
         if pointer.commit_offset < self.start_offset:
             self.last_reason = f"offset {pointer.commit_offset} is before this log's start"
             return None
+        outcome = self._outcome(pointer, timeout)
+        if isinstance(outcome, Unseen):  # cannot happen unless the record lies
+            self.last_reason = f"generation {outcome.txid}: parts not found"
+            return None
+        if outcome is None:
+            self.last_reason = f"no commit record at offset {pointer.commit_offset}"
+            return None
+        if not isinstance(outcome, Applied):
+            self.last_reason = f"generation {outcome.txid} inconsistent: {outcome.reason}"
+            return None
+        return self._judge(pointer, outcome)
+
+    def _outcome(
+        self, pointer: AssignmentPointer, timeout: float
+    ) -> Applied | Inconsistent | Unseen | None:
+        """Read up to the pointer's commit record; what it decided (None: no commit there)."""
         deadline = time.monotonic() + timeout
         off = pointer.commit_offset
         fresh = self._reader is None
@@ -250,22 +266,17 @@ class AssignmentLog:
             else:
                 self.reader.seek(first)
             timeout = max(0.0, deadline - time.monotonic())
-        self.reader.read_until(pointer.commit_offset, timeout)
-        outcome = self.reader.outcome_at(pointer.commit_offset)
+        self.reader.read_until(off, timeout)
+        outcome = self.reader.outcome_at(off)
         if isinstance(outcome, Unseen):
             # Its parts precede where this reader jumped in: go back and read them.
             self.reader.seek(max(outcome.first_offset, self.start_offset))
-            self.reader.read_until(pointer.commit_offset, max(0.0, deadline - time.monotonic()))
-            outcome = self.reader.outcome_at(pointer.commit_offset)
-            if isinstance(outcome, Unseen):  # cannot happen unless the record lies
-                self.last_reason = f"generation {outcome.txid}: parts not found"
-                return None
-        if outcome is None:
-            self.last_reason = f"no commit record at offset {pointer.commit_offset}"
-            return None
-        if not isinstance(outcome, Applied):
-            self.last_reason = f"generation {outcome.txid} inconsistent: {outcome.reason}"
-            return None
+            self.reader.read_until(off, max(0.0, deadline - time.monotonic()))
+            outcome = self.reader.outcome_at(off)
+        return outcome
+
+    def _judge(self, pointer: AssignmentPointer, outcome: Applied) -> Assignment | None:
+        """The committed assignment, if it is the one the pointer names and is well formed."""
         if outcome.txid != str(pointer.generation):
             self.last_reason = (
                 f"commit at offset {pointer.commit_offset} is for generation {outcome.txid}, "
