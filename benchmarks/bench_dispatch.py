@@ -31,10 +31,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ringleader.client import Client, TaskSpec  # noqa: E402
 from ringleader.coordinator.topics import ensure_topic  # noqa: E402
 from ringleader.coordinator.wire import GroupClient  # noqa: E402
 from ringleader.worker import run  # noqa: E402
-from ringleader.worker.client import Client, TaskSpec  # noqa: E402
 from ringleader.worker.envelope import Envelope, EventKind, decode_event, encode, new_task_id  # noqa: E402
 from ringleader.worker.namespace import ensure_topics  # noqa: E402
 from ringleader.worker.settings import AppSettings  # noqa: E402

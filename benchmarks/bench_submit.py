@@ -25,7 +25,7 @@ import uuid
 import msgpack
 from confluent_kafka import Producer
 
-from ringleader.worker.client import Client, TaskSpec
+from ringleader.client import Client, TaskSpec
 from ringleader.worker.envelope import Envelope, encode, new_task_id
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.settings import AppSettings

@@ -7,10 +7,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ringleader import demo
+from ringleader import commands, demo
 from ringleader.local import cli as local_cli
 from ringleader.registry import cli as registry_cli
-from ringleader.worker import cli as worker_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     local_cli.add_parser(sub)
     demo.add_parser(sub)
     registry_cli.add_parser(sub)
-    worker_cli.add_parsers(sub)
+    commands.add_parsers(sub)
     return parser
 
 

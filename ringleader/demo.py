@@ -22,14 +22,14 @@ from typing import TypeVar
 
 import redis
 
+from ringleader.client import Client, TaskSpec
 from ringleader.coordinator.assignment import Assignment
+from ringleader.groupview import last_committed, worker_id_from_member
 from ringleader.local import services
-from ringleader.worker.client import Client, TaskSpec
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import ResultStore
 from ringleader.worker.run import worker_env
 from ringleader.worker.settings import AppSettings
-from ringleader.worker.status import last_committed, worker_id_from_member
 
 APP_REF = "ringleader.demo_app:app"
 NAMESPACE = "demo"

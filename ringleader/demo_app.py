@@ -1,4 +1,4 @@
-"""The tasks `ringleader demo` runs: `python -m worker.run ringleader.demo_app:app`.
+"""The tasks `ringleader demo` runs: `python -m ringleader.worker.run ringleader.demo_app:app`.
 
 Configured from RINGLEADER_* like any app. Every execution start is counted in Redis
 (`<ns>:demo:execs`, task id -> starts) so the demo can show how many tasks ran twice

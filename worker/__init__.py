@@ -1,6 +1,8 @@
-"""ringleader worker package: envelopes, scheduling queue, offsets, retries, execution, results.
+"""ringleader worker package: the worker process only (envelopes, scheduling queue, offsets,
+retries, execution, results, and the runtime assembled on them).
 
-The runtime (consumer loop, handler pool, membership) is assembled on top of these modules.
+The producer API, the CLI and the operator views live in the `ringleader` facade, which
+imports this package; nothing here imports the facade.
 """
 
 from ringleader.worker.app import App

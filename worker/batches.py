@@ -1,14 +1,14 @@
-"""Atomic batches of tasks: none of them runs unless all were committed.
+"""Atomic batches of tasks, worker side: none of them runs unless all were committed.
 
-Producer side (`BatchWriter`): every task's envelope goes to `<ns>.tasks` carrying
-`batch=<batch_id>`; once the broker has acknowledged all of them, the batch is committed as a
-2PC transaction (`coordinator.txlog`, kind "batch") on `<ns>.batches`: one part per task, named
-by task id, holding the SHA-256 of the envelope as submitted, then the commit record (part
-count + digest). A producer that dies between the tasks and the commit leaves a batch that is
-never committed.
+The producer side (`ringleader.batch.BatchWriter`) writes every task's envelope to
+`<ns>.tasks` carrying `batch=<batch_id>`, then commits the batch as a 2PC transaction
+(`coordinator.txlog`, kind `KIND`) on `<ns>.batches`: one part per task, named by task id,
+holding `part_value` of the envelope as submitted, then the commit record (part count +
+digest). A producer that dies between the tasks and the commit leaves a batch that is never
+committed.
 
-Worker side (`BatchGate`): reads `<ns>.batches` from its start and answers, for a task that
-carries a batch id, `state(batch_id, now)`:
+`BatchGate` reads `<ns>.batches` from its start and answers, for a task that carries a
+batch id, `state(batch_id, now)`:
 
 * "committed" — the commit was read and every part is present and matches its digest;
 * "abandoned" — the commit is inconsistent, or no commit was found by a read of the whole
@@ -28,28 +28,21 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from ringleader.coordinator.twophase import Applied, Expired, Inconsistent, Outcome, Skipped, Unseen
-from ringleader.coordinator.txlog import TxLogError, TxLogReader, TxLogWriter
-from ringleader.worker.envelope import new_task_id
+from ringleader.coordinator.txlog import TxLogError, TxLogReader
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
-
-if TYPE_CHECKING:
-    from ringleader.worker.client import Client, TaskHandle, TaskSpec
 
 __all__ = [
     "KIND",
     "MAX_BATCH",
     "BatchBook",
     "BatchGate",
-    "BatchHandle",
     "BatchState",
-    "BatchWriter",
     "part_value",
 ]
 
@@ -63,90 +56,6 @@ MAX_BATCH = 10_000
 def part_value(envelope_bytes: bytes) -> bytes:
     """What a batch part holds for one task: the SHA-256 of its envelope as submitted."""
     return hashlib.sha256(envelope_bytes).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class BatchHandle:
-    """A submitted batch: its id, its tasks' handles, and the commit's offset on
-    `<ns>.batches` (-1 when the commit was deliberately skipped)."""
-
-    id: str
-    tasks: list[TaskHandle]
-    commit_offset: int
-
-    @property
-    def committed(self) -> bool:
-        return self.commit_offset >= 0
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def __iter__(self) -> Iterator[TaskHandle]:
-        return iter(self.tasks)
-
-
-class BatchWriter:
-    """Writes batches for one Client; the 2PC writer (its own producer) is made on first use."""
-
-    def __init__(self, client: Client, *, commit_timeout: float | None = None) -> None:
-        self._client = client
-        self.commit_timeout = client.submit_timeout if commit_timeout is None else commit_timeout
-        self._txlog: TxLogWriter | None = None
-        self._lock = threading.Lock()
-
-    def _writer(self) -> TxLogWriter:
-        with self._lock:
-            if self._txlog is None:
-                s = self._client.settings
-                self._txlog = TxLogWriter(
-                    s.bootstrap,
-                    topics(s.namespace).batches,
-                    KIND,
-                    producer_config=s.security.librdkafka_config(),
-                )
-            return self._txlog
-
-    def submit(self, specs: Sequence[TaskSpec], *, commit: bool = True) -> BatchHandle:
-        """Produce every task (all acknowledged), then commit the batch.
-
-        `commit=False` is a test hook: stop after the tasks, before the commit, as a producer
-        that dies there would. Raises SubmitError if the tasks or the commit fail; tasks already
-        written then belong to a batch that is never committed, so none of them runs.
-        """
-        from ringleader.worker.client import SubmitError
-
-        if not specs:
-            raise ValueError("a batch needs at least one task")
-        if len(specs) > MAX_BATCH:
-            raise ValueError(f"a batch holds at most {MAX_BATCH} tasks, got {len(specs)}")
-        batch_id = new_task_id()
-        prepared = self._client._prepare(list(specs), batch=batch_id)
-        parts: dict[str, bytes] = {}
-        for task_id, _, data, _, _ in prepared:
-            if task_id in parts:
-                raise ValueError(f"task id {task_id} twice in one batch (same idempotency key?)")
-            parts[task_id] = part_value(data)
-        handles = self._client._produce(prepared)
-        if not commit:
-            return BatchHandle(batch_id, handles, -1)
-        try:
-            offset = self._writer().write(batch_id, parts, self.commit_timeout)
-        except TxLogError as e:
-            raise SubmitError(
-                f"batch {batch_id}: {len(handles)} tasks written but the commit failed ({e}); "
-                "the batch will be abandoned and none of its tasks will run",
-                retriable=e.retriable,
-            ) from e
-        return BatchHandle(batch_id, handles, offset)
-
-    def close(self, timeout: float = 5.0) -> None:
-        with self._lock:
-            if self._txlog is not None:
-                self._txlog.close(timeout)
-                self._txlog = None
-
-
-# --- worker side ----------------------------------------------------------------------------
 
 
 class BatchState(StrEnum):

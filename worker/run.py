@@ -1,4 +1,8 @@
-"""`python -m worker.run MODULE:APP [--id ID] [--concurrency N]`: run one worker process.
+"""`python -m ringleader.worker.run MODULE:APP [--id ID] [--concurrency N]`: run one worker
+process (`ringleader worker` calls `run_worker` too).
+
+The worker process's entry stays in the worker package: it loads the user's App and runs a
+`Worker` until a signal, and `worker_env` is the environment contract such a process reads.
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the worker stopped on a fatal error
 (fenced for good, a crashed loop), 2 for a bad app reference or configuration.
@@ -109,7 +113,9 @@ def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m worker.run", description="Run a worker.")
+    ap = argparse.ArgumentParser(
+        prog="python -m ringleader.worker.run", description="Run a worker."
+    )
     ap.add_argument("app", help="MODULE:APP, e.g. myproject.tasks:app")
     ap.add_argument("--id", dest="worker_id", default=None, help="worker id (default host-pid)")
     ap.add_argument("--concurrency", type=int, default=None, help="handler threads")

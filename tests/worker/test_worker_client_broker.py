@@ -17,9 +17,9 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ringleader.client import Client, SubmitError, TaskSpec, idempotent_task_id
 from ringleader.coordinator.errors import BrokerUnavailableError
 from ringleader.worker.batches import BatchGate, BatchState, part_value
-from ringleader.worker.client import Client, SubmitError, TaskSpec, idempotent_task_id
 from ringleader.worker.envelope import Envelope, decode
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge, ResultTimeout, TaskError
 from ringleader.worker.results import ResultStore, Status

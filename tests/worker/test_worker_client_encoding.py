@@ -1,30 +1,28 @@
-"""The Client packs envelopes itself (the submit hot path): byte for byte what
-`worker.envelope.encode` writes, with the same refusals. No broker is contacted."""
+"""The producer packs envelopes itself (`ringleader.packing.pack`, the submit hot path): byte
+for byte what `worker.envelope.encode` writes, with the same refusals. No broker is
+contacted."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringleader.worker.client import Client, TaskSpec, idempotent_task_id
+from ringleader.packing import Prepared, TaskSpec, idempotent_task_id, pack
 from ringleader.worker.envelope import decode, encode
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
-from ringleader.worker.settings import AppSettings
+from ringleader.worker.routing import partition_for
+
+PARTITIONS = 6
 
 
-@pytest.fixture
-def client() -> Iterator[Client]:
-    # Nothing here reaches the broker: keys (which need the partition count) are not used.
-    c = Client(
-        settings=AppSettings(namespace="enc", bootstrap="127.0.0.1:1", max_payload_bytes=4096),
-        producer_config={"log_level": 2},
+def packed(specs: Sequence[TaskSpec], batch: str | None, limit: int = 4096) -> list[Prepared]:
+    return pack(
+        specs, namespace="enc", max_payload_bytes=limit, batch=batch, partitions=lambda: PARTITIONS
     )
-    yield c
-    c.close(timeout=0)
 
 
 SPECS: list[TaskSpec] = [
@@ -36,14 +34,31 @@ SPECS: list[TaskSpec] = [
 
 
 @pytest.mark.parametrize("batch", [None, "f" * 32])
-def test_packed_bytes_are_what_envelope_encode_writes(client: Client, batch: str | None) -> None:
-    for task_id, name, data, key, part in client._prepare(SPECS, batch):
+def test_packed_bytes_are_what_envelope_encode_writes(batch: str | None) -> None:
+    for task_id, name, data, key, part in packed(SPECS, batch):
         env = decode(data)
         assert encode(env) == data
         assert (env.id, env.name, env.batch, env.attempt) == (task_id, name, batch, 1)
         assert key is None and part is None
-    ids = [p[0] for p in client._prepare(SPECS, None)]
+    ids = [p[0] for p in packed(SPECS, None)]
     assert len(set(ids)) == 4 and ids[3] == idempotent_task_id("enc", "order-1")
+
+
+def test_keyed_specs_get_their_partition_and_the_count_is_asked_once() -> None:
+    asked: list[int] = []
+
+    def count() -> int:
+        asked.append(1)
+        return PARTITIONS
+
+    specs = [TaskSpec("k", key="order-7"), TaskSpec("k", key=b"order-8"), TaskSpec("u")]
+    out = pack(specs, namespace="enc", max_payload_bytes=4096, batch=None, partitions=count)
+    assert [(p[3], p[4]) for p in out] == [
+        (b"order-7", partition_for(b"order-7", PARTITIONS)),
+        (b"order-8", partition_for(b"order-8", PARTITIONS)),
+        (None, None),
+    ]
+    assert asked == [1]
 
 
 @pytest.mark.parametrize(
@@ -59,15 +74,15 @@ def test_packed_bytes_are_what_envelope_encode_writes(client: Client, batch: str
         (TaskSpec("x", key=3), "key must be str or bytes"),  # type: ignore[arg-type]
     ],
 )
-def test_bad_specs_are_refused_naming_the_task(client: Client, spec: Any, message: str) -> None:
+def test_bad_specs_are_refused_naming_the_task(spec: Any, message: str) -> None:
     with pytest.raises(EnvelopeError, match=message) as e:
-        client._prepare([TaskSpec("ok"), spec] if spec.key is None else [spec], None)
-    assert "task" in str(e.value)
+        packed([TaskSpec("ok"), spec], None)
+    assert str(e.value).startswith("task 1 (")
 
 
-def test_payload_limit_names_sizes_and_task(client: Client) -> None:
+def test_payload_limit_names_sizes_and_task() -> None:
     with pytest.raises(PayloadTooLarge) as e:
-        client._prepare([TaskSpec("ok"), TaskSpec("big", ["x" * 5000])], None)
+        packed([TaskSpec("ok"), TaskSpec("big", ["x" * 5000])], None)
     assert e.value.limit == 4096 and e.value.size > 5000
     assert str(e.value).startswith("task 1 ('big'): payload too large")
 
@@ -98,13 +113,6 @@ _values = st.recursive(
     st.none() | st.just("e" * 32),
 )
 def test_any_specs_pack_as_envelope_encode_does(specs: list[TaskSpec], batch: str | None) -> None:
-    c = Client(
-        settings=AppSettings(namespace="enc", bootstrap="127.0.0.1:1"),
-        producer_config={"log_level": 2},
-    )
-    try:
-        # Repeated names, priorities and absent keys hit the cached pieces; the rest do not.
-        for _, _, data, _, _ in c._prepare(specs + specs, batch):
-            assert encode(decode(data)) == data
-    finally:
-        c.close(timeout=0)
+    # Repeated names, priorities and absent keys hit the cached pieces; the rest do not.
+    for _, _, data, _, _ in packed(specs + specs, batch, limit=1 << 20):
+        assert encode(decode(data)) == data

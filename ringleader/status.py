@@ -1,10 +1,7 @@
 """What `ringleader status` shows, gathered from the broker and Redis.
 
-* the group (DescribeGroups through `coordinator.wire`): state and members; each member's
-  SyncGroup blob is the `AssignmentPointer` of its committed generation, which names the
-  generation, the leader and the commit record on `<ns>.assignments`; the committed parts
-  there give every member's partitions. With no live member, the last committed generation
-  found on the log is shown instead (marked as such).
+* the group: state, members and their partitions in the committed generation
+  (`ringleader.groupview`);
 * lag per partition of `<ns>.tasks`: end offset minus the group's committed offset
   (OffsetFetch through `coordinator.wire`);
 * the dead-letter count: records between the start and the end of `<ns>.dead-letter`;
@@ -21,9 +18,7 @@ Each part is gathered on its own; one that fails is reported in `errors` and the
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -32,20 +27,11 @@ from typing import Any
 
 import redis as redis_lib
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from kafka.protocol.admin.groups import DescribeGroupsRequest, DescribeGroupsResponse
 
-from ringleader.coordinator.assignment import KIND as ASSIGN_KIND
-from ringleader.coordinator.assignment import (
-    Assignment,
-    AssignmentDecodeError,
-    AssignmentLog,
-    AssignmentPointer,
-)
-from ringleader.coordinator.errors import BrokerUnavailableError, ErrorCode, RingleaderError
-from ringleader.coordinator.metadata import MemberMetadata, MetadataDecodeError
-from ringleader.coordinator.twophase import Applied
-from ringleader.coordinator.txlog import TxLogError, TxLogReader
-from ringleader.coordinator.wire import Connection, GroupClient, find_coordinator
+from ringleader.coordinator.errors import ErrorCode
+from ringleader.coordinator.wire import GroupClient
+from ringleader.errors import BrokerUnavailableError, RingleaderError
+from ringleader.groupview import MemberView, read_group
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
 
@@ -56,14 +42,6 @@ def group_id_for(namespace: str, environ: Mapping[str, str] | None = None) -> st
     """The workers' group: RINGLEADER_GROUP_ID, else `<ns>.workers` (as the runtime uses)."""
     env = os.environ if environ is None else environ
     return env.get("RINGLEADER_GROUP_ID") or f"{namespace}.workers"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    member_id: str
-    worker_id: str | None
-    client_host: str
-    partitions: list[int] | None  # None: not in the committed generation shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +125,14 @@ def gather(
     return report
 
 
+def _group(report: StatusReport, settings: AppSettings, group: str, timeout: float) -> None:
+    view = read_group(settings, group, timeout)
+    report.group_state, report.generation, report.leader = view.state, view.generation, view.leader
+    report.assignment_source = view.assignment_source
+    report.members = view.members
+    report.errors.extend(view.errors)
+
+
 def _consumer(settings: AppSettings) -> Consumer:
     return Consumer(
         {
@@ -197,109 +183,6 @@ def end_offsets(
                 break
     consumer.unassign()
     return out
-
-
-def _group(report: StatusReport, settings: AppSettings, group: str, timeout: float) -> None:
-    t = topics(settings.namespace)
-    described: list[tuple[str, str, bytes, bytes]] = []
-    try:
-        coord = find_coordinator(settings.bootstrap, group, timeout=timeout)
-        conn = Connection(coord.host, coord.port, connect_timeout=timeout)
-        try:
-            resp = conn.request(
-                DescribeGroupsRequest(groups=[group]), DescribeGroupsResponse, timeout
-            )
-        finally:
-            conn.close()
-        g = resp.groups[0]
-        if g.error_code != 0:
-            report.errors.append(f"DescribeGroups: {ErrorCode.of(g.error_code).name}")
-            return
-        report.group_state = str(g.group_state)
-        for m in g.members:
-            described.append(
-                (
-                    str(m.member_id),
-                    str(m.client_host),
-                    bytes(m.member_metadata or b""),
-                    bytes(m.member_assignment or b""),
-                )
-            )
-    except RingleaderError as e:
-        report.errors.append(f"group {group!r}: {e}")
-        return
-    pointer: AssignmentPointer | None = None
-    for _, _, _, blob in described:
-        try:
-            p = AssignmentPointer.decode(blob)
-        except AssignmentDecodeError:
-            continue
-        if pointer is None or p.generation > pointer.generation:
-            pointer = p
-    assignment: Assignment | None = None
-    try:
-        if pointer is not None:
-            alog = AssignmentLog(settings.bootstrap, t.assignments)
-            try:
-                assignment = alog.read(pointer, timeout)
-                if assignment is None:
-                    report.errors.append(f"assignment not readable: {alog.last_reason}")
-            finally:
-                alog.close()
-            report.assignment_source = "live"
-        else:
-            assignment = last_committed(settings, timeout)
-            report.assignment_source = None if assignment is None else "log"
-    except (TxLogError, KafkaException) as e:
-        report.errors.append(f"reading {t.assignments!r}: {e}")
-    if assignment is not None:
-        report.generation = assignment.generation
-        report.leader = assignment.leader
-    elif pointer is not None:
-        report.generation, report.leader = pointer.generation, pointer.leader_id
-    owners = assignment.owners if assignment is not None else {}
-    seen = set()
-    for member_id, host, meta, _ in sorted(described):
-        worker_id = worker_id_from_member(member_id)
-        with contextlib.suppress(MetadataDecodeError):
-            worker_id = MemberMetadata.decode(meta).worker_id
-        parts = owners.get(member_id)
-        report.members.append(MemberView(member_id, worker_id, host, parts))
-        seen.add(member_id)
-    if report.assignment_source == "log":  # nobody is live: show who held what last
-        for member_id in sorted(set(owners) - seen):
-            report.members.append(MemberView(member_id, None, "", owners[member_id]))
-
-
-_MEMBER_ID = re.compile(
-    r"ringleader-(.+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
-
-
-def worker_id_from_member(member_id: str) -> str | None:
-    """Brokers name a member `<client id>-<uuid>`, and workers use the client id
-    `ringleader-<worker id>`: the fallback when DescribeGroups carries no member metadata
-    (Tansu answers DescribeGroups with empty metadata, assignment, client id and host)."""
-    m = _MEMBER_ID.fullmatch(member_id)
-    return m.group(1) if m else None
-
-
-def last_committed(settings: AppSettings, timeout: float) -> Assignment | None:
-    """The last consistently committed generation on `<ns>.assignments` (reads the log)."""
-    reader = TxLogReader(settings.bootstrap, topics(settings.namespace).assignments, ASSIGN_KIND)
-    try:
-        last: Applied | None = None
-        for o in reader.read_available(timeout):
-            if isinstance(o, Applied):
-                last = o
-        if last is None:
-            return None
-        try:
-            return Assignment.from_parts(last.parts)
-        except (ValueError, RingleaderError):
-            return None
-    finally:
-        reader.close()
 
 
 def _lag(

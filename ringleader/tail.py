@@ -1,4 +1,4 @@
-"""Follow `<ns>.events` (task started/succeeded/failed/retrying/dead-lettered).
+"""`ringleader tail`: follow `<ns>.events` (task started/succeeded/failed/retrying/dead-lettered).
 
 Reads with `assign()` (no consumer group, nothing committed), so any number of tails can run
 side by side without disturbing each other or the workers.
@@ -10,18 +10,19 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
-from ringleader.coordinator.errors import BrokerUnavailableError
+from ringleader.errors import BrokerUnavailableError
 from ringleader.worker.envelope import TaskEvent, decode_event
 from ringleader.worker.errors import EnvelopeError
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
 
-__all__ = ["tail"]
+__all__ = ["event_row", "format_event", "tail"]
 
-log = logging.getLogger("ringleader.worker.events")
+log = logging.getLogger("ringleader.tail")
 
 
 def tail(
@@ -83,3 +84,30 @@ def tail(
                     report(f"{topic}[{msg.partition()}]@{msg.offset()}: {e}")
     finally:
         consumer.close()
+
+
+def event_row(ev: TaskEvent) -> dict[str, Any]:
+    """An event as one JSON object (`ringleader tail --json`)."""
+    return {
+        "task_id": ev.task_id,
+        "name": ev.name,
+        "kind": ev.kind.value,
+        "attempt": ev.attempt,
+        "at": ev.at,
+        "error": ev.error,
+        "delay": ev.delay,
+        "worker_id": ev.worker_id,
+    }
+
+
+def format_event(ev: TaskEvent) -> str:
+    """An event as one line of text, local time to the millisecond."""
+    at = time.strftime("%H:%M:%S", time.localtime(ev.at)) + f".{int(ev.at % 1 * 1000):03d}"
+    line = f"{at} {ev.kind.value:<13} {ev.name} {ev.task_id} attempt {ev.attempt}"
+    if ev.worker_id:
+        line += f" on {ev.worker_id}"
+    if ev.delay is not None:
+        line += f" retry in {ev.delay:.2f}s"
+    if ev.error:
+        line += f": {ev.error}"
+    return line

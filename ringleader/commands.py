@@ -17,11 +17,11 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-from ringleader.coordinator.errors import BrokerUnavailableError, ConfigError
+from ringleader.errors import BrokerUnavailableError, ConfigError, RedisUnavailableError
+from ringleader.handles import SubmitError
 from ringleader.worker.errors import EnvelopeError, ResultTimeout, TaskError
 from ringleader.worker.settings import AppSettings
 
@@ -62,7 +62,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("name", help="task name")
     p.add_argument("--args", default="[]", metavar="JSON", help="positional args, a JSON array")
     p.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword args, a JSON object")
-    p.add_argument("--key", help="routing key (same key, same partition, in order)")
+    p.add_argument(
+        "--key",
+        help="routing key: tasks with the same key go to the same partition "
+        "(not in order: a worker runs a partition's tasks concurrently, by priority)",
+    )
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--idempotency-key", help="same key, same task id: runs at most once")
     p.add_argument("--wait", action="store_true", help="wait and print the result as JSON")
@@ -106,8 +110,6 @@ def _settings(args: argparse.Namespace) -> AppSettings:
 
 def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Turn the errors a person can act on into one line and an exit code."""
-    from ringleader.worker.client import RedisUnavailableError, SubmitError
-
     try:
         return fn(args)
     except ConfigError as e:
@@ -160,7 +162,7 @@ def submit_cmd(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from ringleader.worker.client import Client
+    from ringleader.client import Client
 
     task_args = _json_arg(args.args, "--args", list)
     task_kwargs = _json_arg(args.kwargs, "--kwargs", dict)
@@ -207,7 +209,7 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ringleader.worker.status import format_text, gather
+    from ringleader.status import format_text, gather
 
     report = gather(_settings(args), group_id=args.group)
     if args.json:
@@ -225,25 +227,13 @@ def tail_cmd(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from ringleader.worker.events import tail
+    from ringleader.tail import event_row, format_event, tail
 
     n = 0
     try:
         for ev in tail(_settings(args), args.from_beginning, idle=args.idle):
-            if args.json:
-                row = {
-                    "task_id": ev.task_id,
-                    "name": ev.name,
-                    "kind": ev.kind.value,
-                    "attempt": ev.attempt,
-                    "at": ev.at,
-                    "error": ev.error,
-                    "delay": ev.delay,
-                    "worker_id": ev.worker_id,
-                }
-                print(json.dumps(row), flush=True)
-            else:
-                print(format_event(ev), flush=True)
+            line = json.dumps(event_row(ev)) if args.json else format_event(ev)
+            print(line, flush=True)
             n += 1
             if args.max is not None and n >= args.max:
                 break
@@ -252,15 +242,3 @@ def _tail(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `ringleader tail | head`
         sys.stderr.close()
     return EXIT_OK
-
-
-def format_event(ev: Any) -> str:
-    at = time.strftime("%H:%M:%S", time.localtime(ev.at)) + f".{int(ev.at % 1 * 1000):03d}"
-    line = f"{at} {ev.kind.value:<13} {ev.name} {ev.task_id} attempt {ev.attempt}"
-    if ev.worker_id:
-        line += f" on {ev.worker_id}"
-    if ev.delay is not None:
-        line += f" retry in {ev.delay:.2f}s"
-    if ev.error:
-        line += f": {ev.error}"
-    return line
