@@ -2,12 +2,28 @@
 
 Kafka error codes that the group protocol answers with are kept as an IntEnum so the pure
 membership state machine can react to them without importing any client library. Exceptions
-say whether retrying the same call can succeed (`retriable`), as kafka-python's errors do.
+derive from `ringleader.errors.RingleaderError` and say whether retrying the same call can
+succeed (`retriable`), as kafka-python's errors do. `RingleaderError`, `ConfigError` and
+`BrokerUnavailableError` live in `ringleader.errors` (every role raises them) and are
+re-exported here, where they were first defined.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+
+from ringleader.errors import BrokerUnavailableError, ConfigError, RingleaderError
+
+__all__ = [
+    "COORDINATOR_MOVED",
+    "BrokerUnavailableError",
+    "ConfigError",
+    "CoordinatorError",
+    "ErrorCode",
+    "FencedError",
+    "InconsistentAssignmentError",
+    "RingleaderError",
+]
 
 
 class ErrorCode(IntEnum):
@@ -51,12 +67,6 @@ COORDINATOR_MOVED = frozenset(
 )
 
 
-class RingleaderError(Exception):
-    """Base of every error raised by ringleader."""
-
-    retriable: bool = False
-
-
 class CoordinatorError(RingleaderError):
     """A group-protocol request failed with a broker error code."""
 
@@ -73,12 +83,6 @@ class CoordinatorError(RingleaderError):
         super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
-class BrokerUnavailableError(RingleaderError):
-    """No broker of the bootstrap list answered within the deadline."""
-
-    retriable = True
-
-
 class FencedError(RingleaderError):
     """This member lost its membership (session lapsed, or fenced by the broker)."""
 
@@ -87,7 +91,3 @@ class FencedError(RingleaderError):
 
 class InconsistentAssignmentError(RingleaderError):
     """A 2PC generation's commit is missing parts or its digest does not match."""
-
-
-class ConfigError(RingleaderError, ValueError):
-    """A setting has a value that cannot work; the message names the setting."""

@@ -5,20 +5,31 @@ epoch) from the caller instead of reading Redis' TIME. Atomicity does not need t
 server's clock (the script runs as one unit whatever `now` says), and an injected clock
 lets tests drive expiry and self-preservation deterministically. The cost is that
 writers' clocks must roughly agree; lease durations (tens of seconds) dwarf NTP skew.
+The clock is the wall clock (not a monotonic one) because lease expiries are stored in
+Redis and compared by other processes.
+
+Redis unreachable (refused, timed out, dropped) raises `RegistryUnavailable` (retriable)
+from every method, so callers see one ringleader error rather than redis-py's.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 
+from ringleader.errors import ConfigError
 from ringleader.registry import hashcode, scripts
-from ringleader.registry.errors import ConcurrentUpdate, InstanceNotFound, InvalidInstance
+from ringleader.registry.errors import (
+    ConcurrentUpdate,
+    InstanceNotFound,
+    RegistryUnavailable,
+)
 from ringleader.registry.hashcode import Hashcode
 from ringleader.registry.model import Instance, Lease, Status, instance_key
 from ringleader.registry.settings import RegistrySettings
@@ -98,6 +109,27 @@ class SelfPreservation:
     updated: float | None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reachable(
+    method: Callable[Concatenate[RegistryBackend, P], R],
+) -> Callable[Concatenate[RegistryBackend, P], R]:
+    """Turn redis-py's connection errors of a backend call into RegistryUnavailable."""
+
+    def call(self: RegistryBackend, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except RegistryUnavailable:
+            raise  # already translated (it is a redis.ConnectionError too)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise RegistryUnavailable(self.keys.prefix, e) from e
+
+    functools.update_wrapper(call, method)
+    return call
+
+
 def _s(b: Any) -> str:
     return b.decode() if isinstance(b, bytes) else str(b)
 
@@ -123,11 +155,13 @@ class RegistryBackend:
         self_preservation_min_leases: int = 10,
     ) -> None:
         if not prefix:
-            raise InvalidInstance("registry key prefix must not be empty")
+            raise ConfigError("registry key prefix must not be empty", setting="prefix")
         if log_size < 1:
-            raise InvalidInstance("log_size must be >= 1")
+            raise ConfigError("log_size must be >= 1", setting="log_size")
         if not 0.0 <= self_preservation_share <= 1.0:
-            raise InvalidInstance("self_preservation_share must be within [0, 1]")
+            raise ConfigError(
+                "self_preservation_share must be within [0, 1]", setting="self_preservation_share"
+            )
         self.redis = redis_client
         self.keys = Keys(prefix)
         self.log_size = log_size
@@ -155,6 +189,7 @@ class RegistryBackend:
 
     # writes -----------------------------------------------------------------------------
 
+    @_reachable
     def register(self, instance: Instance, now: float) -> int:
         """Upsert `instance` and start its lease at `now`. Returns the log seq of the change
         (the current seq if the content was already identical: then only the lease moves)."""
@@ -163,12 +198,14 @@ class RegistryBackend:
         res = self._run_put(instance, enc, "*", expiry, "register")
         return int(res[1])
 
+    @_reachable
     def renew(self, service: str, instance_id: str, now: float) -> bool:
         """Move the lease's expiry to `now + lease_duration`. False if the instance is not
         registered (cancelled, evicted, Redis lost it): the owner should register again."""
         ok = self._renew(keys=self.keys.all(), args=[instance_key(service, instance_id), repr(now)])
         return bool(ok)
 
+    @_reachable
     def set_status(self, service: str, instance_id: str, status: Status) -> int:
         """Change the status with compare-and-set on the instance's digest term; the lease
         is untouched. Returns the log seq. Raises InstanceNotFound."""
@@ -185,6 +222,7 @@ class RegistryBackend:
                 return int(res[1])
         raise ConcurrentUpdate(f"set_status {service}/{instance_id}: too many concurrent writers")
 
+    @_reachable
     def cancel(self, service: str, instance_id: str) -> bool:
         """Remove an instance (graceful shutdown). False if it was not registered."""
         seq = self._delete(
@@ -193,6 +231,7 @@ class RegistryBackend:
         )
         return int(seq) > 0
 
+    @_reachable
     def evict(self, now: float) -> Eviction:
         """Remove instances whose lease lapsed at or before `now` -- unless more than
         `self_preservation_share` of all leases have lapsed (and there are at least
@@ -252,10 +291,12 @@ class RegistryBackend:
 
     # reads ------------------------------------------------------------------------------
 
+    @_reachable
     def get(self, service: str, instance_id: str) -> Instance | None:
         raw = self.redis.hget(self.keys.inst, instance_key(service, instance_id))
         return None if raw is None else Instance.decode(bytes(raw))
 
+    @_reachable
     def lease(self, service: str, instance_id: str) -> Lease | None:
         key = instance_key(service, instance_id)
         pipe = self.redis.pipeline(transaction=True)
@@ -266,12 +307,14 @@ class RegistryBackend:
             return None
         return Lease(Instance.decode(bytes(raw)).lease_duration, float(score))
 
+    @_reachable
     def leases(self) -> dict[str, float]:
         """Every lease expiry by instance key (for `status` displays)."""
         return {
             _s(k): float(v) for k, v in self.redis.zrange(self.keys.leases, 0, -1, withscores=True)
         }
 
+    @_reachable
     def snapshot(self) -> Snapshot:
         k = self.keys
         pipe = self.redis.pipeline(transaction=True)
@@ -288,6 +331,7 @@ class RegistryBackend:
             _hashcode(counts, digest),
         )
 
+    @_reachable
     def changes_since(self, seq: int) -> Delta:
         """Log entries with seq > `seq` still in the log (the caller checks for a gap)."""
         k = self.keys
@@ -310,6 +354,7 @@ class RegistryBackend:
         ]
         return Delta(_s(epoch) if epoch else "", int(cur or 0), changes, _hashcode(counts, digest))
 
+    @_reachable
     def hashcode(self) -> Hashcode:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self.keys.counts)
@@ -317,6 +362,7 @@ class RegistryBackend:
         counts, digest = pipe.execute()
         return _hashcode(counts, digest)
 
+    @_reachable
     def self_preservation(self) -> SelfPreservation:
         h = {_s(k): _s(v) for k, v in self.redis.hgetall(self.keys.selfpres).items()}
         return SelfPreservation(
@@ -327,6 +373,7 @@ class RegistryBackend:
             updated=float(h["updated"]) if "updated" in h else None,
         )
 
+    @_reachable
     def drop(self) -> None:
         """Delete every key of this registry (tests, `registry reset`)."""
         self.redis.delete(*self.keys.all())

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 import pybreaker
 import redis
 
+from ringleader.registry.errors import RegistryError
+
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +57,10 @@ class BreakerSettings:
             raise ValueError("reset_timeout and trial_wait must be > 0")
 
 
-class BreakerOpen(Exception):
+class BreakerOpen(RegistryError):
     """The breaker turned a call away; it will admit a trial at `retry_at`."""
+
+    retriable = True
 
     def __init__(self, name: str, retry_at: float, reason: str) -> None:
         super().__init__(f"breaker {name} open until {retry_at:.3f} ({reason})")

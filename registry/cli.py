@@ -14,10 +14,15 @@ import time
 from dataclasses import replace
 from typing import Any, TextIO
 
+from ringleader.errors import ConfigError
 from ringleader.registry.backend import RegistryBackend
-from ringleader.registry.errors import InvalidInstance, RegistryError
+from ringleader.registry.errors import InvalidInstance, RegistryError, RegistryUnavailable
 from ringleader.registry.model import Instance, Metadata, Status, split_key
 from ringleader.registry.settings import RegistrySettings
+
+# Exit codes, as the main CLI's: bad input or settings 2, Redis unreachable 3.
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
 
 #: Instances registered by hand (downstream services) keep their lease until
 #: deregistered unless --lease says otherwise: ten years.
@@ -152,47 +157,54 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         env = RegistrySettings.from_env()
-    except RegistryError as e:
+        settings = replace(
+            env, redis_url=args.redis_url or env.redis_url, prefix=args.prefix or env.prefix
+        )
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    settings = replace(
-        env, redis_url=args.redis_url or env.redis_url, prefix=args.prefix or env.prefix
-    )
+        return EXIT_USAGE
     backend = RegistryBackend.from_settings(settings)
     try:
-        if args.registry_command == "ls":
-            rows = ls(backend, args.service)
-            if args.json:
-                print(json.dumps({"instances": rows, **summary(backend)}), file=out)
-            else:
-                print(format_table(rows), file=out)
-            return 0
-        if args.registry_command == "register":
-            inst = Instance(
-                args.service,
-                args.instance_id,
-                args.address,
-                Status(args.status),
-                Metadata.of(dict(args.label), args.zone, args.capacity, args.version),
-                args.lease,
-            )
-            seq = register(backend, inst)
-            if args.json:
-                print(json.dumps({"registered": inst.key, "seq": seq}), file=out)
-            else:
-                print(f"registered {inst.key} at {inst.address} ({inst.status})", file=out)
-            return 0
-        if args.registry_command == "deregister":
-            ok = deregister(backend, args.service, args.instance_id)
-            key = f"{args.service}/{args.instance_id}"
-            if args.json:
-                print(json.dumps({"deregistered": key, "found": ok}), file=out)
-            else:
-                print(f"deregistered {key}" if ok else f"{key} was not registered", file=out)
-            return 0 if ok else 1
-        raise InvalidInstance(f"unknown registry command {args.registry_command!r}")
+        return _command(backend, args, out)
+    except RegistryUnavailable as e:
+        print(f"error: {e} (at {settings.redis_url})", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (RegistryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     finally:
         backend.redis.close()
+
+
+def _command(backend: RegistryBackend, args: argparse.Namespace, out: TextIO) -> int:
+    if args.registry_command == "ls":
+        rows = ls(backend, args.service)
+        if args.json:
+            print(json.dumps({"instances": rows, **summary(backend)}), file=out)
+        else:
+            print(format_table(rows), file=out)
+        return 0
+    if args.registry_command == "register":
+        inst = Instance(
+            args.service,
+            args.instance_id,
+            args.address,
+            Status(args.status),
+            Metadata.of(dict(args.label), args.zone, args.capacity, args.version),
+            args.lease,
+        )
+        seq = register(backend, inst)
+        if args.json:
+            print(json.dumps({"registered": inst.key, "seq": seq}), file=out)
+        else:
+            print(f"registered {inst.key} at {inst.address} ({inst.status})", file=out)
+        return 0
+    if args.registry_command == "deregister":
+        ok = deregister(backend, args.service, args.instance_id)
+        key = f"{args.service}/{args.instance_id}"
+        if args.json:
+            print(json.dumps({"deregistered": key, "found": ok}), file=out)
+        else:
+            print(f"deregistered {key}" if ok else f"{key} was not registered", file=out)
+        return 0 if ok else 1
+    raise InvalidInstance(f"unknown registry command {args.registry_command!r}")

@@ -1,16 +1,35 @@
 """Errors raised by the registry and by circuit-broken downstream calls.
 
-Like kafka-python's errors, every error says whether retrying the same operation
-may succeed (`retriable`), so callers can decide without matching on types.
+Every error derives from `ringleader.errors.RingleaderError` and, like kafka-python's
+errors, says whether retrying the same operation may succeed (`retriable`), so callers can
+decide without matching on types.
 """
 
 from __future__ import annotations
 
+import redis
 
-class RegistryError(Exception):
+from ringleader.errors import ConfigError, RedisUnavailableError, RingleaderError
+
+__all__ = [
+    "ConcurrentUpdate",
+    "DecodeError",
+    "InstanceNotFound",
+    "InvalidInstance",
+    "InvalidSetting",
+    "NoInstances",
+    "RegistryError",
+    "RegistryUnavailable",
+    "ServiceUnavailable",
+]
+
+#: A registry setting that cannot work is the same `ConfigError` every settings class
+#: raises (one wording for a bad variable everywhere); the old name stays importable.
+InvalidSetting = ConfigError
+
+
+class RegistryError(RingleaderError):
     """Base class of every error raised by the `registry` package."""
-
-    retriable: bool = False
 
 
 class DecodeError(RegistryError):
@@ -19,10 +38,6 @@ class DecodeError(RegistryError):
 
 class InvalidInstance(RegistryError, ValueError):
     """An instance's fields break the model's rules (empty service name, bad status...)."""
-
-
-class InvalidSetting(RegistryError, ValueError):
-    """A registry setting has a value that cannot work; the message names the setting."""
 
 
 class InstanceNotFound(RegistryError):
@@ -40,10 +55,18 @@ class ConcurrentUpdate(RegistryError):
     retriable = True
 
 
-class RegistryUnavailable(RegistryError):
-    """Redis could not be reached; the operation may succeed later."""
+class RegistryUnavailable(RegistryError, RedisUnavailableError, redis.ConnectionError):
+    """The registry's Redis could not be reached; the operation may succeed later.
 
-    retriable = True
+    Raised by `RegistryBackend` in place of redis-py's ConnectionError/TimeoutError (the
+    cause is chained). It is also a `redis.ConnectionError` so that code which caught
+    redis-py's errors around registry calls before this class existed keeps working.
+    """
+
+    def __init__(self, prefix: str, cause: BaseException) -> None:
+        super().__init__(f"registry {prefix!r}: Redis unreachable: {cause}")
+        self.prefix = prefix
+        self.cause = cause
 
 
 class ServiceUnavailable(RegistryError):
@@ -51,7 +74,8 @@ class ServiceUnavailable(RegistryError):
 
     Raised *instead of* calling the downstream, so it spends no retry budget. A worker
     parks the task in its unschedulable queue and moves it back at `retry_at` (a wall
-    clock time, seconds since the epoch), when the breaker will let a trial call through.
+    clock time, seconds since the epoch, because it comes from a breaker's `opened_at`,
+    which workers share through Redis), when the breaker will let a trial call through.
     """
 
     retriable = True

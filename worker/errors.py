@@ -1,12 +1,13 @@
 """Errors raised by the worker package.
 
-Everything derives from `coordinator.errors.RingleaderError` so callers can catch one base,
-and carries `retriable` like kafka-python's errors.
+Everything derives from `ringleader.errors.RingleaderError` so callers can catch one base,
+and carries `retriable` like kafka-python's errors. `ConfigError` is the root's, re-exported
+here for the imports that already name this module.
 """
 
 from __future__ import annotations
 
-from ringleader.coordinator.errors import ConfigError, RingleaderError
+from ringleader.errors import ConfigError, RingleaderError
 
 __all__ = [
     "ConfigError",
@@ -34,10 +35,12 @@ class EnvelopeError(WorkerError):
 class PayloadTooLarge(EnvelopeError):
     """An encoded envelope exceeds the configured payload limit."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, *, where: str = "") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"payload too large: {size} bytes exceeds the limit of {limit} bytes")
+        self.where = where  # which task of a call, e.g. "task 3 ('resize')"
+        msg = f"payload too large: {size} bytes exceeds the limit of {limit} bytes"
+        super().__init__(f"{where}: {msg}" if where else msg)
 
 
 class TaskTimeout(WorkerError):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
+from ringleader.errors import RedisUnavailableError, RingleaderError
 from ringleader.registry import hashcode
 from ringleader.registry.backend import RegistryBackend
-from ringleader.registry.errors import InstanceNotFound
+from ringleader.registry.errors import InstanceNotFound, RegistryError, RegistryUnavailable
 from ringleader.registry.model import Instance, Status
 from tests.registry.registry_testkit import server_view
 
@@ -131,3 +132,29 @@ def test_small_lapses_are_evicted_without_pause(backend: RegistryBackend) -> Non
         backend.renew("s", f"i{n}", 20.0)
     ev = backend.evict(31.0)  # 10% lapsed: below 15%
     assert not ev.paused and ev.evicted == 10
+
+
+def test_unreachable_redis_raises_registry_unavailable() -> None:
+    # Nothing listens on port 1 (a client from_url fails at once; redis-py 8's plain
+    # Redis() would retry each command with backoff for seconds).
+    r: redis.Redis[bytes] = redis.Redis.from_url("redis://127.0.0.1:1/0")
+    b = RegistryBackend(r, "unreachable")
+    calls: list[Callable[[], object]] = [
+        lambda: b.register(Instance("s", "a", "h"), 0.0),
+        lambda: b.renew("s", "a", 0.0),
+        lambda: b.set_status("s", "a", Status.DOWN),
+        b.snapshot,
+        lambda: b.changes_since(0),
+        lambda: b.evict(0.0),
+    ]
+    for call in calls:
+        with pytest.raises(RegistryUnavailable) as e:
+            call()
+        err = e.value
+        assert isinstance(err, RegistryError) and isinstance(err, RedisUnavailableError)
+        assert isinstance(err, RingleaderError) and err.retriable
+        assert isinstance(err.__cause__, redis.ConnectionError) and err.cause is err.__cause__
+        assert "'unreachable'" in str(err)
+        # callers written against redis-py's errors still catch it
+        assert isinstance(err, redis.RedisError)
+    r.close()
