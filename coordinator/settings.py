@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from ringleader.coordinator.errors import ConfigError
+from ringleader import env as envmod
+from ringleader.errors import ConfigError
 
-ENV_PREFIX = "RINGLEADER_"
+ENV_PREFIX = envmod.ENV_PREFIX
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class MemberSettings:
 
     def __post_init__(self) -> None:
         if not self.group_id or not self.group_id.strip():
-            raise ConfigError("group_id must be a non-empty string")
+            raise ConfigError("group_id must be a non-empty string", setting="group_id")
         for name in (
             "session_timeout_ms",
             "rebalance_timeout_ms",
@@ -46,55 +46,47 @@ class MemberSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(
-                    f"{name} must be a positive integer of milliseconds, got {value!r}"
+                    f"{name} must be a positive integer of milliseconds, got {value!r}",
+                    setting=name,
                 )
         if not isinstance(self.fence_margin_ms, int) or self.fence_margin_ms < 0:
-            raise ConfigError(f"fence_margin_ms must be >= 0, got {self.fence_margin_ms!r}")
+            raise ConfigError(
+                f"fence_margin_ms must be >= 0, got {self.fence_margin_ms!r}",
+                setting="fence_margin_ms",
+            )
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ConfigError(
                 f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be below "
-                f"session_timeout_ms ({self.session_timeout_ms})"
+                f"session_timeout_ms ({self.session_timeout_ms})",
+                setting="heartbeat_interval_ms",
             )
         if self.fence_margin_ms + self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ConfigError(
                 f"fence_margin_ms ({self.fence_margin_ms}) + heartbeat_interval_ms "
                 f"({self.heartbeat_interval_ms}) must be below session_timeout_ms "
-                f"({self.session_timeout_ms}), or the member fences itself between two heartbeats"
+                f"({self.session_timeout_ms}), or the member fences itself between two heartbeats",
+                setting="fence_margin_ms",
             )
         if self.rebalance_timeout_ms < self.session_timeout_ms:
             raise ConfigError(
                 f"rebalance_timeout_ms ({self.rebalance_timeout_ms}) must be at least "
-                f"session_timeout_ms ({self.session_timeout_ms})"
+                f"session_timeout_ms ({self.session_timeout_ms})",
+                setting="rebalance_timeout_ms",
             )
         if self.group_instance_id is not None and not self.group_instance_id.strip():
-            raise ConfigError("group_instance_id must be None or a non-empty string")
+            raise ConfigError(
+                "group_instance_id must be None or a non-empty string", setting="group_instance_id"
+            )
         if not self.assignor:
-            raise ConfigError("assignor must name an assignor")
+            raise ConfigError("assignor must name an assignor", setting="assignor")
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, prefix: str = ENV_PREFIX
     ) -> MemberSettings:
-        """Read `<prefix><FIELD>` variables, e.g. RINGLEADER_SESSION_TIMEOUT_MS."""
-        env = os.environ if environ is None else environ
-        kwargs: dict[str, object] = {}
-        for f in fields(cls):
-            key = prefix + f.name.upper()
-            if key not in env:
-                continue
-            raw = env[key]
-            if f.name.endswith("_ms"):
-                try:
-                    kwargs[f.name] = int(raw)
-                except ValueError:
-                    raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
-            elif f.name == "group_instance_id":
-                kwargs[f.name] = raw or None
-            else:
-                kwargs[f.name] = raw
-        if "group_id" not in kwargs:
-            raise ConfigError(f"{prefix}GROUP_ID is not set")
-        return cls(**kwargs)  # type: ignore[arg-type]
+        """Read `<prefix><FIELD>` variables, e.g. RINGLEADER_SESSION_TIMEOUT_MS; `<prefix>GROUP_ID`
+        is required."""
+        return envmod.from_env(cls, environ, prefix=prefix)
 
     @property
     def session_timeout(self) -> float:

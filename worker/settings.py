@@ -1,37 +1,42 @@
 """Typed settings of an App (arq style): frozen dataclasses, `from_env`, validated on creation.
 
-Explicit arguments win over the environment, which wins over the defaults. Every invalid value
-raises `ConfigError` naming the setting (and the environment variable it came from).
+Explicit arguments win over the environment, which wins over the defaults. The environment is
+read by `ringleader.env` (the one parser of every settings class): a value that does not
+parse, or that validation refuses, raises `ConfigError` naming the variable it came from.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ringleader import env as envmod
 from ringleader.coordinator.settings import MemberSettings
+from ringleader.errors import ConfigError
 from ringleader.worker.envelope import DEFAULT_MAX_PAYLOAD
-from ringleader.worker.errors import ConfigError
 from ringleader.worker.routing import MAX_NAMESPACE_LEN
 
-ENV_PREFIX = "RINGLEADER_"
+ENV_PREFIX = envmod.ENV_PREFIX
+WORKER_ENV_PREFIX = "RINGLEADER_WORKER_"
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]+")
 _PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 _MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaSecurity:
-    """TLS and SASL settings passed through to both Kafka clients."""
+    """TLS and SASL settings of the Kafka connections (RINGLEADER_SECURITY_PROTOCOL etc.).
+
+    Honoured today only by the confluent-kafka clients built from `librdkafka_config()`:
+    the Client's producer, the worker's fetch consumer and dead-letter/event producers, the
+    topic admin, `status`'s lag reader, `tail` and the batch log writer. Not yet by the
+    group-membership and offset wire (`coordinator/wire.py` speaks PLAINTEXT on a bare
+    socket) nor by the assignment and batch log readers, which are built from the bootstrap
+    alone: against a secured cluster those fail. Securing them is a later issue.
+    """
 
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -48,52 +53,49 @@ class KafkaSecurity:
         if proto not in _PROTOCOLS:
             raise ConfigError(
                 f"security_protocol must be one of {sorted(_PROTOCOLS)}, "
-                f"got {self.security_protocol!r}"
+                f"got {self.security_protocol!r}",
+                setting="security_protocol",
             )
         object.__setattr__(self, "security_protocol", proto)
-        sasl = proto.startswith("SASL_")
-        if sasl:
-            mech = (self.sasl_mechanism or "").upper()
-            if mech not in _MECHANISMS:
-                raise ConfigError(
-                    f"sasl_mechanism must be one of {sorted(_MECHANISMS)} with {proto}, "
-                    f"got {self.sasl_mechanism!r}"
-                )
-            object.__setattr__(self, "sasl_mechanism", mech)
-            if mech in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
-                for name in ("sasl_username", "sasl_password"):
-                    if not getattr(self, name):
-                        raise ConfigError(f"{name} is required with sasl_mechanism {mech}")
+        if proto.startswith("SASL_"):
+            object.__setattr__(self, "sasl_mechanism", self._checked_mechanism(proto))
         else:
-            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
-                if getattr(self, name) is not None:
-                    raise ConfigError(f"{name} is set but security_protocol is {proto} (no SASL)")
+            self._refuse_set(("sasl_mechanism", "sasl_username", "sasl_password"), proto, "SASL")
         if not proto.endswith("SSL"):
-            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password"):
-                if getattr(self, name) is not None:
-                    raise ConfigError(f"{name} is set but security_protocol is {proto} (no TLS)")
+            names = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+            self._refuse_set(names, proto, "TLS")
+
+    def _checked_mechanism(self, proto: str) -> str:
+        mech = (self.sasl_mechanism or "").upper()
+        if mech not in _MECHANISMS:
+            raise ConfigError(
+                f"sasl_mechanism must be one of {sorted(_MECHANISMS)} with {proto}, "
+                f"got {self.sasl_mechanism!r}",
+                setting="sasl_mechanism",
+            )
+        if mech in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
+            for name in ("sasl_username", "sasl_password"):
+                if not getattr(self, name):
+                    raise ConfigError(
+                        f"{name} is required with sasl_mechanism {mech}", setting=name
+                    )
+        return mech
+
+    def _refuse_set(self, names: tuple[str, ...], proto: str, what: str) -> None:
+        for name in names:
+            if getattr(self, name) is not None:
+                raise ConfigError(
+                    f"{name} is set but security_protocol is {proto} (no {what})", setting=name
+                )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSecurity:
-        env = os.environ if environ is None else environ
-        values: dict[str, str | bool] = {}
-        for f in dataclasses.fields(cls):
-            var = ENV_PREFIX + f.name.upper()
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _parse_bool(var, raw) if f.type in (bool, "bool") else raw
-        return cls(**values)  # type: ignore[arg-type]
+        """RINGLEADER_<FIELD> variables, e.g. RINGLEADER_SASL_MECHANISM."""
+        return envmod.from_env(cls, environ)
 
     def to_env(self) -> dict[str, str]:
         """RINGLEADER_* variables that `from_env` reads back as these settings."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-                out[ENV_PREFIX + f.name.upper()] = text
-        return out
+        return envmod.to_env(self)
 
     def librdkafka_config(self) -> dict[str, str]:
         """confluent-kafka (librdkafka) configuration keys."""
@@ -115,7 +117,8 @@ class KafkaSecurity:
         return conf
 
     def kafka_python_config(self) -> dict[str, str | bool]:
-        """kafka-python keyword arguments (used by the membership adapter)."""
+        """kafka-python keyword arguments. Nothing uses them yet: they are for a secured
+        membership wire (kafka-python's `kafka.net`), a later issue."""
         conf: dict[str, str | bool] = {"security_protocol": self.security_protocol}
         pairs = [
             ("sasl_mechanism", self.sasl_mechanism),
@@ -132,45 +135,6 @@ class KafkaSecurity:
         return conf
 
 
-def _parse_bool(var: str, raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ConfigError(f"{var} must be a boolean (true/false), got {raw!r}")
-
-
-def _parse_int(var: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
-
-
-def _parse_float(var: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{var} must be a number, got {raw!r}") from None
-
-
-def _pick(
-    explicit: T | None, env: Mapping[str, str], name: str, parse: Callable[[str, str], T]
-) -> T | None:
-    if explicit is not None:
-        return explicit
-    var = ENV_PREFIX + name.upper()
-    raw = env.get(var)
-    if raw is None or raw == "":
-        return None
-    return parse(var, raw)
-
-
-def _as_str(var: str, raw: str) -> str:
-    return raw
-
-
 @dataclass(frozen=True, slots=True)
 class AppSettings:
     namespace: str = "ringleader"
@@ -180,30 +144,19 @@ class AppSettings:
     concurrency: int = 4  # handler threads per worker process
     result_ttl: float = 24 * 3600.0  # seconds results and statuses are kept
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
-    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # Read by KafkaSecurity.from_env (its own RINGLEADER_<FIELD> variables), not as one variable.
+    security: KafkaSecurity = field(default_factory=KafkaSecurity, metadata=envmod.env_names())
 
     def __post_init__(self) -> None:
-        ns = self.namespace
-        if not isinstance(ns, str) or not _NAMESPACE.fullmatch(ns) or ns in {".", ".."}:
-            raise ConfigError(
-                f"namespace must be letters, digits, '.', '_' or '-' (a Kafka topic prefix), "
-                f"got {ns!r}"
-            )
-        if len(ns) > MAX_NAMESPACE_LEN:
-            raise ConfigError(f"namespace must be at most {MAX_NAMESPACE_LEN} characters")
+        _check_namespace(self.namespace)
         _check_bootstrap(self.bootstrap)
         _check_redis_url(self.redis)
         _check_int("partitions", self.partitions, 1, 100_000)
         _check_int("concurrency", self.concurrency, 1, 10_000)
         _check_int("max_payload_bytes", self.max_payload_bytes, 64, 2**31 - 1)
-        if isinstance(self.result_ttl, bool) or not (
-            isinstance(self.result_ttl, int | float) and self.result_ttl > 0
-        ):
-            raise ConfigError(
-                f"result_ttl must be a number of seconds > 0, got {self.result_ttl!r}"
-            )
+        _check_number("result_ttl", self.result_ttl, "seconds > 0", lambda v: v > 0)
         if not isinstance(self.security, KafkaSecurity):
-            raise ConfigError("security must be a KafkaSecurity")
+            raise ConfigError("security must be a KafkaSecurity", setting="security")
 
     @classmethod
     def from_env(
@@ -220,61 +173,86 @@ class AppSettings:
         security: KafkaSecurity | None = None,
     ) -> AppSettings:
         """Settings from RINGLEADER_* variables, overridden by the explicit (non-None) args."""
-        env = os.environ if environ is None else environ
-        picked = {
-            "namespace": _pick(namespace, env, "namespace", _as_str),
-            "bootstrap": _pick(bootstrap, env, "bootstrap", _as_str),
-            "redis": _pick(redis, env, "redis", _as_str),
-            "partitions": _pick(partitions, env, "partitions", _parse_int),
-            "concurrency": _pick(concurrency, env, "concurrency", _parse_int),
-            "result_ttl": _pick(result_ttl, env, "result_ttl", _parse_float),
-            "max_payload_bytes": _pick(max_payload_bytes, env, "max_payload_bytes", _parse_int),
-            "security": security if security is not None else KafkaSecurity.from_env(env),
+        explicit = {
+            "namespace": namespace,
+            "bootstrap": bootstrap,
+            "redis": redis,
+            "partitions": partitions,
+            "concurrency": concurrency,
+            "result_ttl": result_ttl,
+            "max_payload_bytes": max_payload_bytes,
+            "security": security if security is not None else KafkaSecurity.from_env(environ),
         }
-        return cls(**{k: v for k, v in picked.items() if v is not None})  # type: ignore[arg-type]
+        return envmod.from_env(cls, environ, explicit=explicit)
 
     def to_env(self) -> dict[str, str]:
         """RINGLEADER_* variables that `from_env` reads back as these settings: what a child
         process (a worker started by a script) needs to get the same app settings."""
-        out = {
-            ENV_PREFIX + f.name.upper(): str(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.name != "security"
-        }
-        return {**out, **self.security.to_env()}
+        return {**envmod.to_env(self), **self.security.to_env()}
 
     def librdkafka_config(self) -> dict[str, str]:
         """Connection settings for a confluent-kafka Producer/Consumer (bootstrap + security)."""
         return {"bootstrap.servers": self.bootstrap, **self.security.librdkafka_config()}
 
 
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
+        bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name} must be an integer {bounds}, got {value!r}", setting=name)
+
+
+def _check_number(name: str, value: object, what: str, ok: Callable[[float], bool]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+        raise ConfigError(f"{name} must be a number of {what}, got {value!r}", setting=name)
+
+
+def _check_namespace(ns: object) -> None:
+    if not isinstance(ns, str) or not _NAMESPACE.fullmatch(ns) or ns in {".", ".."}:
+        raise ConfigError(
+            f"namespace must be letters, digits, '.', '_' or '-' (a Kafka topic prefix), "
+            f"got {ns!r}",
+            setting="namespace",
+        )
+    if len(ns) > MAX_NAMESPACE_LEN:
+        raise ConfigError(
+            f"namespace must be at most {MAX_NAMESPACE_LEN} characters", setting="namespace"
+        )
 
 
 def _check_bootstrap(value: object) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"bootstrap must be 'host:port[,host:port...]', got {value!r}")
+        raise ConfigError(
+            f"bootstrap must be 'host:port[,host:port...]', got {value!r}", setting="bootstrap"
+        )
     for part in value.split(","):
         host, sep, port = part.strip().rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"bootstrap entry {part.strip()!r} is not host:port (in {value!r})")
+            raise ConfigError(
+                f"bootstrap entry {part.strip()!r} is not host:port (in {value!r})",
+                setting="bootstrap",
+            )
 
 
 def _check_redis_url(value: object) -> None:
     if not isinstance(value, str):
-        raise ConfigError(f"redis must be a URL, got {value!r}")
+        raise ConfigError(f"redis must be a URL, got {value!r}", setting="redis")
     parts = urlsplit(value)
     if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(f"redis must be a redis://, rediss:// or unix:// URL, got {value!r}")
+        raise ConfigError(
+            f"redis must be a redis://, rediss:// or unix:// URL, got {value!r}", setting="redis"
+        )
     if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(f"redis URL has no host: {value!r}")
+        raise ConfigError(f"redis URL has no host: {value!r}", setting="redis")
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    """Runtime knobs of a worker process (RINGLEADER_WORKER_* in the environment)."""
+    """Runtime knobs of a worker process (RINGLEADER_WORKER_<FIELD> in the environment)."""
 
     drain_timeout: float = 10.0  # on revoke/stop: how long running tasks may take to finish
     commit_interval: float = 0.5  # seconds between offset commits
@@ -295,43 +273,18 @@ class WorkerSettings:
     lease_duration: float = 15.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.started_status_after, bool) or not (
-            isinstance(self.started_status_after, int | float) and self.started_status_after >= 0
-        ):
-            raise ConfigError(
-                "worker setting started_status_after must be a number >= 0, "
-                f"got {self.started_status_after!r}"
-            )
+        after = self.started_status_after
+        _check_number("started_status_after", after, "seconds >= 0", lambda v: v >= 0)
         for name in ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"worker setting {name} must be a number > 0, got {value!r}")
+            _check_number(name, getattr(self, name), "seconds > 0", lambda v: v > 0)
         for name in ("max_outstanding", "fetch_batch", "record_window"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"worker setting {name} must be an integer >= 1, got {value!r}")
+            _check_int(name, getattr(self, name), 1)
+        if not isinstance(self.events, bool):
+            raise ConfigError(f"events must be a bool, got {self.events!r}", setting="events")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            var = f"RINGLEADER_WORKER_{f.name.upper()}"
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            try:
-                if f.type in (bool, "bool"):
-                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                elif f.type in (int, "int"):
-                    values[f.name] = int(raw)
-                elif f.type in (float, "float"):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
-            except ValueError:
-                raise ConfigError(f"{var} must be a {f.type}, got {raw!r}") from None
-        return cls(**values)
+        return envmod.from_env(cls, environ, prefix=WORKER_ENV_PREFIX)
 
 
 def member_settings_from_env(
@@ -340,6 +293,7 @@ def member_settings_from_env(
     """MemberSettings for the workers' group `<ns>.workers`; RINGLEADER_SESSION_TIMEOUT_MS etc.
     override the defaults."""
     env = dict(os.environ if environ is None else environ)
-    env.setdefault("RINGLEADER_GROUP_ID", f"{namespace}.workers")
-    env.setdefault("RINGLEADER_CLIENT_ID", f"ringleader-{worker_id}")
+    # Empty counts as unset, as everywhere in `ringleader.env`.
+    env["RINGLEADER_GROUP_ID"] = env.get("RINGLEADER_GROUP_ID") or f"{namespace}.workers"
+    env["RINGLEADER_CLIENT_ID"] = env.get("RINGLEADER_CLIENT_ID") or f"ringleader-{worker_id}"
     return MemberSettings.from_env(env)

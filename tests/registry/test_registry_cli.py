@@ -86,14 +86,31 @@ def test_settings_read_the_redis_variable_app_and_client_read() -> None:
 def test_a_bad_setting_is_named_and_the_command_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ringleader.registry.errors import InvalidSetting
+    from ringleader.errors import ConfigError
     from ringleader.registry.settings import RegistrySettings
 
-    with pytest.raises(InvalidSetting, match="RINGLEADER_REGISTRY_LOG_SIZE must be int, got 'x'"):
+    with pytest.raises(
+        ConfigError, match="RINGLEADER_REGISTRY_LOG_SIZE must be an integer, got 'x'"
+    ):
         RegistrySettings.from_env({"RINGLEADER_REGISTRY_LOG_SIZE": "x"})
     monkeypatch.setenv("RINGLEADER_SELF_PRESERVATION_SHARE", "lots")
     parser = argparse.ArgumentParser(prog="ringleader")
     cli.add_parser(parser.add_subparsers(dest="command", required=True))  # builds regardless
     args = parser.parse_args(["registry", "ls", "--redis", "redis://127.0.0.1:1/0"])
     assert args.func(args, io.StringIO()) == 2
-    assert "RINGLEADER_SELF_PRESERVATION_SHARE must be float" in capsys.readouterr().err
+    assert "RINGLEADER_SELF_PRESERVATION_SHARE must be a number, got 'lots'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_unreachable_redis_is_named_and_the_command_exits_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RegistryBackend turns redis-py's connection error into RegistryUnavailable."""
+    parser = argparse.ArgumentParser(prog="ringleader")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["registry", "ls", "--redis", "redis://127.0.0.1:1/0"])
+    assert args.func(args, io.StringIO()) == 3
+    err = capsys.readouterr().err
+    assert "Redis unreachable" in err and "redis://127.0.0.1:1/0" in err
+    assert "Traceback" not in err
