@@ -5,19 +5,26 @@ from ringleader.registry.backend import Eviction, RegistryBackend, SelfPreservat
 from ringleader.registry.breakers import BreakerBoard, BreakerSettings, BreakerState, BreakerStatus
 from ringleader.registry.client import RegistryClient, RegistryEvent, SyncPath, SyncResult
 from ringleader.registry.downstream import (
+    Backoff,
     Downstream,
     DownstreamError,
     RetryPolicy,
     breaker_rows,
     connect_downstream,
 )
-from ringleader.registry.errors import NoInstances, RegistryError, ServiceUnavailable
+from ringleader.registry.errors import (
+    NoInstances,
+    RegistryError,
+    RegistryUnavailable,
+    ServiceUnavailable,
+)
 from ringleader.registry.hashcode import Hashcode
 from ringleader.registry.lease import LeaseKeeper
 from ringleader.registry.model import Instance, Lease, Metadata, Status
 from ringleader.registry.settings import RegistrySettings
 
 __all__ = [
+    "Backoff",
     "BreakerBoard",
     "BreakerSettings",
     "BreakerState",
@@ -36,6 +43,7 @@ __all__ = [
     "RegistryError",
     "RegistryEvent",
     "RegistrySettings",
+    "RegistryUnavailable",
     "RetryPolicy",
     "SelfPreservation",
     "ServiceUnavailable",

@@ -1,23 +1,26 @@
 """Call a downstream service by name: round robin over UP instances, behind breakers,
-retried with exponential backoff and jitter (tenacity) on retriable errors.
+retried with exponential backoff and jitter (the one `RetryPolicy`) on retriable errors.
 
 Worker hook: `Downstream.call` raises `ServiceUnavailable(service, retry_at)` *instead of*
 calling when the service's breaker is open (or every instance's is, or none is UP). That
 error is not a failure of the task: the worker parks the task in its unschedulable queue
-without spending the task's retry budget, and moves it back at `retry_at` (or when
-`available(service)` turns true / a subscriber hears a breaker close).
+without spending the task's retry budget, and the queue moves it back to active when
+`retry_at` passes (or after its `unschedulable_max_age`, whichever comes first). Nothing
+listens for a breaker closing: `subscribe` exists, but no worker subscribes yet.
+
+Clock: `clock` is the wall clock (seconds since the epoch) because breaker state, opened_at
+included, is shared by workers through Redis and `retry_at` is compared with it.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import redis
-import tenacity
 
 from ringleader.registry.backend import RegistryBackend
 from ringleader.registry.breakers import (
@@ -33,6 +36,7 @@ from ringleader.registry.breakers import (
 from ringleader.registry.client import InstanceSource, RegistryClient
 from ringleader.registry.errors import NoInstances, RegistryError, ServiceUnavailable
 from ringleader.registry.model import Instance
+from ringleader.retry import Backoff, RetryPolicy
 
 T = TypeVar("T")
 
@@ -55,16 +59,11 @@ def is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 3
-    initial: float = 0.05
-    maximum: float = 2.0
-    jitter: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
+#: Calls retry fast and briefly: they run inside one attempt of a task, which has its own
+#: retries (and an outage parks the task instead).
+DEFAULT_CALL_RETRY = RetryPolicy(
+    max_retries=2, backoff=Backoff(initial=0.05, maximum=2.0, jitter=0.05)
+)
 
 
 class Downstream:
@@ -79,13 +78,15 @@ class Downstream:
         retriable: Callable[[BaseException], bool] = is_retriable,
         no_instance_wait: float = 1.0,
         on_close: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.source = source
         self.board = board or BreakerBoard()
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_CALL_RETRY
         self.clock = clock
         self.sleep = sleep
         self.retriable = retriable
+        self._rng = rng or random.Random()
         self.no_instance_wait = no_instance_wait
         self._on_close = on_close
         self._rr: dict[str, int] = {}
@@ -99,30 +100,24 @@ class Downstream:
         so an outage parks the task instead of failing it. Other errors propagate after
         the retry policy is spent (retriable ones) or at once (non-retriable ones).
         """
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retry.attempts),
-            # exponential + random jitter; spelled so tenacity 8.2 .. 9.x all accept it
-            wait=tenacity.wait_exponential(multiplier=self.retry.initial, max=self.retry.maximum)
-            + tenacity.wait_random(0, self.retry.jitter),
-            retry=tenacity.retry_if_exception(
-                lambda e: not isinstance(e, ServiceUnavailable) and self.retriable(e)
-            ),
-            sleep=self.sleep,
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._attempt(service, fn)
-        except ServiceUnavailable:
-            raise
-        except Exception as e:
-            if self.retriable(e):
-                ready = self.board.service(service).ready_at(self.clock())
-                if ready > self.clock():
-                    raise ServiceUnavailable(service, ready, f"breaker opened: {e}") from e
-            raise
-        raise AssertionError("unreachable: tenacity either returns or raises")
+        attempt = 1
+        while True:
+            try:
+                return self._attempt(service, fn)
+            except ServiceUnavailable:
+                raise
+            except Exception as e:
+                if not self.retriable(e):
+                    raise
+                delay = self.retry.next_delay(attempt, e, self._rng)
+                if delay is None:
+                    now = self.clock()
+                    ready = self.board.service(service).ready_at(now)
+                    if ready > now:
+                        raise ServiceUnavailable(service, ready, f"breaker opened: {e}") from e
+                    raise
+            self.sleep(delay)
+            attempt += 1
 
     def _attempt(self, service: str, fn: Callable[[Instance], T]) -> T:
         now = self.clock()
@@ -248,6 +243,8 @@ def breaker_rows(states: list[BreakerStatus]) -> list[tuple[str, str, str, int]]
 
 
 __all__ = [
+    "DEFAULT_CALL_RETRY",
+    "Backoff",
     "BreakerState",
     "Downstream",
     "DownstreamError",

@@ -7,7 +7,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-import pybreaker
 import pytest
 import redis
 
@@ -18,11 +17,18 @@ from ringleader.registry.breakers import (
     BreakerOpen,
     BreakerSettings,
     BreakerState,
+    Permit,
     memory_storage,
     redis_storage,
 )
 from ringleader.registry.client import RegistryClient
-from ringleader.registry.downstream import Downstream, DownstreamError, RetryPolicy, breaker_rows
+from ringleader.registry.downstream import (
+    Backoff,
+    Downstream,
+    DownstreamError,
+    RetryPolicy,
+    breaker_rows,
+)
 from ringleader.registry.errors import NoInstances, ServiceUnavailable
 from ringleader.registry.model import Instance, Status
 from tests.httpstub import FlakyHTTP, http_get, serving
@@ -70,16 +76,44 @@ def test_failed_trial_reopens() -> None:
     assert st.state is BreakerState.OPEN and st.retry_at == 23.5
 
 
-def test_pybreaker_itself_serializes_calls() -> None:
-    """Why breakers.py exists: pybreaker holds its lock during the call (issue 55)."""
-    cb = pybreaker.CircuitBreaker()
-    threads = [threading.Thread(target=cb.call, args=(time.sleep, 0.3)) for _ in range(4)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert time.monotonic() - t0 >= 1.2
+def test_half_open_admits_its_trials_among_concurrent_callers() -> None:
+    """The lock covers only the decisions, so callers racing at the half-open moment each
+    get an answer at once, and exactly `half_open_max_calls` of them are let through (the
+    rest are turned away with a retry time) while the trials are in flight."""
+    b = _breaker(half_open_max_calls=2)
+    for t in (1.0, 2.0, 3.0):
+        b.failure(b.admit(t), t)  # open until 13.0
+    callers = 16
+    start = threading.Barrier(callers)
+    permits: list[Permit] = []
+    refused: list[float] = []
+    guard = threading.Lock()
+
+    def caller() -> None:
+        start.wait()
+        try:
+            p = b.admit(13.0)
+        except BreakerOpen as e:
+            with guard:
+                refused.append(e.retry_at)
+            return
+        with guard:
+            permits.append(p)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert not any(th.is_alive() for th in threads)
+    assert len(permits) == 2 and len(refused) == callers - 2
+    assert set(refused) == {13.0 + b.settings.trial_wait}
+    assert b.status("s", "").state is BreakerState.HALF_OPEN
+    b.success(permits[0], 13.1)  # success_threshold 1: closes
+    b.failure(permits[1], 13.2)  # the other trial fails late: one failure of a closed breaker
+    st = b.status("s", "")
+    assert (st.state, st.failures) == (BreakerState.CLOSED, 1)
+    assert not b.admit(13.3).trial
 
 
 # -- a real HTTP downstream ----------------------------------------------------------------
@@ -108,7 +142,8 @@ def test_outage_parks_tasks_and_every_task_completes(
     backend.register(Instance("echo", "e1", http_service.address), time.time())
     client.sync()
     fast = BreakerSettings(fail_max=3, reset_timeout=0.5)
-    ds = Downstream(client, BreakerBoard(fast, fast), RetryPolicy(attempts=3, initial=0.01))
+    retry = RetryPolicy(max_retries=2, backoff=Backoff(initial=0.01, jitter=0.01))
+    ds = Downstream(client, BreakerBoard(fast, fast), retry)
     closed = threading.Event()
     ds.subscribe(lambda n, old, new: closed.set() if (n, new) == ("echo", "closed") else None)
 
@@ -184,13 +219,33 @@ def test_round_robin_skips_down_and_broken_instances(
     http_service: FlakyHTTP, registry: tuple[RegistryBackend, RegistryClient]
 ) -> None:
     backend, client = registry
-    for n in range(3):
+    for n in range(4):
         backend.register(Instance("rr", f"i{n}", http_service.address), time.time())
-    backend.set_status("rr", "i2", Status.DOWN)
+    backend.set_status("rr", "i3", Status.DOWN)
     client.sync()
-    ds = Downstream(client)
-    seen = [ds.call("rr", lambda i: i.instance_id) for _ in range(4)]
-    assert seen == ["i0", "i1", "i0", "i1"]
+    one_strike = BreakerSettings(fail_max=1, reset_timeout=600.0)
+    ds = Downstream(
+        client,
+        BreakerBoard(BreakerSettings(fail_max=100), one_strike),
+        RetryPolicy(max_retries=1, backoff=Backoff(initial=0, jitter=0)),
+        sleep=lambda _: None,
+    )
+    tried: list[str] = []
+
+    def call(inst: Instance) -> str:
+        tried.append(inst.instance_id)
+        if inst.instance_id == "i1":
+            raise ConnectionError("i1 is broken")  # opens i1's breaker (fail_max 1)
+        return inst.instance_id
+
+    assert [ds.call("rr", call) for _ in range(2)] == ["i0", "i2"]  # i1 failed, retried on i2
+    assert tried == ["i0", "i1", "i2"]
+    states = {(s.instance, s.state) for s in ds.breaker_states()}
+    assert ("i1", BreakerState.OPEN) in states and ("", BreakerState.CLOSED) in states
+    tried.clear()
+    seen = [ds.call("rr", call) for _ in range(6)]
+    assert "i1" not in tried and "i3" not in tried  # broken and DOWN instances are skipped
+    assert sorted(set(seen)) == ["i0", "i2"] and tried == seen
     with pytest.raises(NoInstances):
         ds.call("nobody", lambda i: i)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ringleader.registry import BreakerSettings, RetryPolicy
+from ringleader.registry import Backoff, BreakerSettings, RetryPolicy
 from ringleader.worker.app import App
 from tests.httpstub import http_get
 
@@ -17,7 +17,7 @@ fast = BreakerSettings(fail_max=3, reset_timeout=1.0)
 app.configure_downstream(
     service_breaker=fast,
     instance_breaker=fast,
-    retry=RetryPolicy(attempts=2, initial=0.01),
+    retry=RetryPolicy(max_retries=1, backoff=Backoff(initial=0.01, jitter=0.01)),
     registry_prefix=os.environ["RINGLEADER_TEST_REGISTRY_PREFIX"],
 )
 
