@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined, unused-ignore]
 
 from ringleader.coordinator.assignment import Assignment, AssignmentLog, AssignmentPointer
 from ringleader.coordinator.errors import RingleaderError
@@ -31,9 +32,21 @@ def log(broker: str, topic: str) -> Iterator[AssignmentLog]:
     a.close()
 
 
+def partition_count(broker: str, topic: str) -> int:
+    md = AdminClient({"bootstrap.servers": broker}).list_topics(topic=topic, timeout=TIMEOUT)
+    t = md.topics[topic]
+    assert t.error is None, t.error
+    return len(t.partitions)
+
+
 def test_ensure_topic_is_idempotent(broker: str, unique_name: str) -> None:
-    ensure_topic(broker, unique_name, 1, 1)
-    ensure_topic(broker, unique_name, 1, 1)
+    ensure_topic(broker, unique_name, 3, 1)
+    assert partition_count(broker, unique_name) == 3
+    ensure_topic(broker, unique_name, 3, 1)  # exists: no TOPIC_ALREADY_EXISTS error
+    assert partition_count(broker, unique_name) == 3
+    # An existing topic is taken as it is, never re-partitioned.
+    ensure_topic(broker, unique_name, 5, 1)
+    assert partition_count(broker, unique_name) == 3
 
 
 def test_write_then_read_a_transaction(broker: str, topic: str) -> None:
