@@ -32,6 +32,8 @@ class LeaseKeeper:
     ) -> None:
         self.backend = backend
         self.instance = instance
+        # The wall clock, not a monotonic one: lease expiries are stored in Redis and read
+        # by other processes.
         self.clock = clock
         # Three renewals per lease: one lost heartbeat never lets the lease lapse.
         self.renew_every = renew_every if renew_every is not None else instance.lease_duration / 3

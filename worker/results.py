@@ -28,6 +28,11 @@ RECORD_VERSION = 1
 
 
 class Status(StrEnum):
+    """The status of a task, the one set of them: stored in Redis by workers, answered by
+    `TaskHandle.status()` and shown by the CLI. PENDING is never stored (no record yet); the
+    terminal ones are read from the completion record. Event kinds (`envelope.EventKind`)
+    are transitions, not statuses, and share these values where they coincide."""
+
     PENDING = "pending"
     STARTED = "started"
     RETRYING = "retrying"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
@@ -114,6 +115,53 @@ def test_half_open_admits_its_trials_among_concurrent_callers() -> None:
     st = b.status("s", "")
     assert (st.state, st.failures) == (BreakerState.CLOSED, 1)
     assert not b.admit(13.3).trial
+
+
+class _Fixed:
+    """An InstanceSource with a fixed list of UP instances (no Redis)."""
+
+    def __init__(self, *ids: str) -> None:
+        self.instances = [Instance("svc", i, f"{i}:1") for i in ids]
+
+    def up(self, service: str) -> list[Instance]:
+        return list(self.instances)
+
+
+def test_downstream_retries_by_the_policy_with_its_seeded_jitter() -> None:
+    policy = RetryPolicy(max_retries=3, backoff=Backoff(initial=0.1, maximum=1.0, jitter=0.05))
+    slept: list[float] = []
+    calls: list[str] = []
+
+    def flaky(inst: Instance) -> str:
+        calls.append(inst.instance_id)
+        if len(calls) < 4:
+            raise ConnectionError("refused")
+        return "ok"
+
+    lots = BreakerSettings(fail_max=100)
+    ds = Downstream(
+        _Fixed("a"), BreakerBoard(lots, lots), policy, sleep=slept.append, rng=random.Random(7)
+    )
+    assert ds.call("svc", flaky) == "ok" and len(calls) == 4
+    rng = random.Random(7)
+    assert slept == [policy.backoff.delay(n, rng) for n in (1, 2, 3)]
+
+    def down(inst: Instance) -> str:
+        calls.append(inst.instance_id)
+        raise ConnectionError("refused")
+
+    def refused(inst: Instance) -> str:
+        calls.append(inst.instance_id)
+        raise DownstreamError("400 bad request", retriable=False)
+
+    calls.clear()
+    with pytest.raises(ConnectionError):  # retries spent: the last error propagates
+        ds.call("svc", down)
+    assert len(calls) == policy.attempts
+    calls.clear()
+    with pytest.raises(DownstreamError):  # not retriable: one call, no sleep
+        ds.call("svc", refused)
+    assert calls == ["a"]
 
 
 # -- a real HTTP downstream ----------------------------------------------------------------

@@ -282,3 +282,12 @@ def test_batch_write_is_once_only_and_survives_a_script_flush(
         keys = list(client.scan_iter(match=f"{prefix}:*"))
         if keys:
             client.delete(*keys)
+
+
+def test_event_kinds_that_name_a_status_carry_its_value() -> None:
+    """One task Status: the event kinds (transitions) reuse the statuses' names and values."""
+    from ringleader.worker.envelope import EventKind
+
+    shared = {k.name for k in EventKind} & {s.name for s in Status}
+    assert shared == {"STARTED", "SUCCEEDED", "RETRYING", "DEAD_LETTERED"}
+    assert all(EventKind[n].value == Status[n].value for n in shared)

@@ -105,3 +105,16 @@ def test_policy_validation() -> None:
 def test_delay_rejects_attempt_zero() -> None:
     with pytest.raises(ValueError, match="attempt"):
         Backoff().delay(0, random.Random())
+
+
+def test_one_retry_policy_for_tasks_and_downstream_calls() -> None:
+    from ringleader import registry, retry
+    from ringleader.registry import downstream
+    from ringleader.worker import retry as worker_retry
+
+    assert worker_retry.RetryPolicy is retry.RetryPolicy is registry.RetryPolicy
+    assert worker_retry.Backoff is retry.Backoff is registry.Backoff
+    assert downstream.RetryPolicy is retry.RetryPolicy
+    assert RetryPolicy(max_retries=2).attempts == 3
+    with pytest.raises(ConfigError, match="backoff must be a Backoff"):
+        RetryPolicy(backoff=0.5)  # type: ignore[arg-type]
