@@ -1,10 +1,12 @@
-"""The wheel as a user gets it: `ringleader` is its only top-level package, and in a fresh
-virtualenv a project with its own `worker.py` and `registry/` beside its tasks runs
-`ringleader worker tasks:app` and completes tasks.
+"""The package as a user gets it: the wheel's only top-level package is `ringleader`, and in
+a fresh virtualenv a project with its own `worker.py` and `registry/` beside its tasks runs
+`ringleader worker tasks:app` and completes tasks. Plus the direction of imports: the facade
+uses the roles, never the other way round.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import signal
@@ -23,9 +25,14 @@ from packaging.utils import canonicalize_name
 from ringleader.worker.run import worker_env
 from ringleader.worker.settings import AppSettings
 
-pytestmark = [pytest.mark.slow, pytest.mark.broker, pytest.mark.redis]
-
 ROOT = Path(__file__).resolve().parents[1]
+
+# The facade's own modules (the producer API, the CLI, the operator views, the demo) and the
+# Client it exports.
+FACADE = {
+    "Client", "batch", "cli", "client", "commands", "demo", "demo_app", "groupview", "handles",
+    "local", "packing", "producing", "status", "tail",
+}  # fmt: skip
 
 # What a checkout holds that is not source (see .gitignore): left out of the copy we build from.
 _NOT_SOURCE = shutil.ignore_patterns(
@@ -166,6 +173,50 @@ def user_project(at: Path) -> Path:
     return at
 
 
+def _imported(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def facade_imports(path: Path) -> list[str]:
+    """What this file imports from the facade (`ringleader.client`, `ringleader.Client`...)."""
+    return sorted(
+        n for n in _imported(path) if n.startswith("ringleader.") and n.split(".")[1] in FACADE
+    )
+
+
+def test_the_roles_never_import_the_facade(tmp_path: Path) -> None:
+    for role in ("coordinator", "worker", "registry"):
+        for path in sorted((ROOT / role).rglob("*.py")):
+            assert not facade_imports(path), f"{path.relative_to(ROOT)} imports the facade"
+    # and the check does see the forms an import of the facade takes
+    (tmp_path / "m.py").write_text(
+        "import ringleader.tail\nfrom ringleader import Client, env\n"
+        "from ringleader.client import TaskSpec\nfrom ringleader.worker import app\n"
+    )
+    assert facade_imports(tmp_path / "m.py") == [
+        "ringleader.Client", "ringleader.client", "ringleader.client.TaskSpec", "ringleader.tail"
+    ]  # fmt: skip
+
+
+def test_importing_a_pure_module_does_not_load_the_client() -> None:
+    probe = (
+        "import sys, ringleader.coordinator.membership; "
+        "print(sorted(m for m in ('confluent_kafka', 'redis', 'ringleader.client') "
+        "if m in sys.modules))"
+    )
+    assert _run(sys.executable, "-c", probe).strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.redis
 def test_the_wheel_installs_only_ringleader_and_runs_a_user_project(
     tmp_path: Path, kafka_bootstrap: str, redis_url: str, unique_name: str
 ) -> None:
