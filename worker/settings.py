@@ -32,9 +32,10 @@ class KafkaSecurity:
 
     Honoured today only by the confluent-kafka clients built from `librdkafka_config()`:
     the Client's producer, the worker's fetch consumer and dead-letter/event producers, the
-    topic admin, `status`'s lag reader, `tail` and the batch log writer. Not yet by the
-    group-membership and offset wire (`coordinator/wire.py` speaks PLAINTEXT on a bare
-    socket) nor by the assignment and batch log readers, which are built from the bootstrap
+    topic admin, `status`'s lag reader, `tail` and the producers' batch log writer. Not yet
+    by the group-membership and offset wire (`coordinator/wire.py` speaks PLAINTEXT on a
+    bare socket, also for `status`), nor by the assignment log (the leader's writer and
+    every reader) and the workers' batch log reader, which are built from the bootstrap
     alone: against a secured cluster those fail. Securing them is a later issue.
     """
 
