@@ -24,7 +24,6 @@ from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.settings import AppSettings
 
 RINGLEADER = str(Path(sys.executable).with_name("ringleader"))
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(
@@ -200,7 +199,6 @@ def worker_proc(ns_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.P
         RINGLEADER_REBALANCE_TIMEOUT_MS="12000",
         RINGLEADER_HEARTBEAT_INTERVAL_MS="500",
         RINGLEADER_FENCE_MARGIN_MS="2000",
-        PYTHONPATH=str(ROOT),  # the repository's packages, as a checkout would be used
     )
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
