@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ringleader.worker.book import Fetched
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
 from ringleader.worker.results import CompletionWrite, ResultStore, Status
 
@@ -123,8 +124,7 @@ class HandlerPool:
 class Finished:
     """A task that ended (succeeded or dead-lettered): its completion to record."""
 
-    task: QueuedTask
-    epoch: int
+    task: Fetched
     write: CompletionWrite
     holds_slot: bool = False  # its window slot is given back once it is recorded
     recorded: bool = False  # set by the flusher: False when it had already completed

@@ -13,12 +13,12 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
+from ringleader.client import Client, TaskSpec
 from ringleader.registry import Instance, RegistryBackend
-from ringleader.worker.client import Client, TaskSpec
+from ringleader.status import gather
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import Status
 from ringleader.worker.settings import AppSettings
-from ringleader.worker.status import gather
 from tests.httpstub import FlakyHTTP, serving
 from tests.worker import procs
 

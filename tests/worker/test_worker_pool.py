@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from ringleader.worker.book import Fetched
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.pool import Finished, Flusher, HandlerPool, RecordWindow
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
@@ -43,8 +44,8 @@ def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def task(n: int) -> QueuedTask:
-    return QueuedTask(Envelope(id=f"{n:032x}", name="t"), 0, n)
+def task(n: int) -> Fetched:
+    return Fetched(Envelope(id=f"{n:032x}", name="t"), 0, n)
 
 
 class Harness:
@@ -66,11 +67,12 @@ class Harness:
         self.pool = HandlerPool(self.queue, concurrency, self.run)
 
     def run(self, t: QueuedTask) -> None:
+        assert isinstance(t, Fetched)
         if not self.window.acquire():
             return
         self.ran.append(t.offset)
         write = CompletionWrite(t.envelope.id, packed=b"\xc0")
-        self.flusher.submit(Finished(t, 0, write, holds_slot=True))
+        self.flusher.submit(Finished(t, write, holds_slot=True))
 
     def start(self, tasks: int) -> None:
         self.flusher.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ringleader.worker.client import Client, TaskSpec
+from ringleader.client import Client, TaskSpec
 from ringleader.worker.envelope import EventKind, decode_event
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.settings import AppSettings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ringleader.worker.client import Client, TaskSpec
+from ringleader.client import Client, TaskSpec
 from ringleader.worker.envelope import (
     Envelope,
     EventKind,

@@ -1,0 +1,156 @@
+"""The worker's one offset committer: reads and commits its partitions' positions.
+
+One group-coordinator connection serves every offset request of the worker (the positions
+read when partitions are assigned, the periodic commit, the final commit on revoke), so the
+threads that use it take turns. Commits are fenced by the generation and member id that held
+the partitions (OffsetCommit carries both; a broker that knows the generation is stale
+refuses). Dead letters must be acknowledged before an offset past them is committed: the
+`settle` hook waits for that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from confluent_kafka import KafkaException
+
+from ringleader.coordinator.errors import ErrorCode, RingleaderError
+from ringleader.coordinator.settings import MemberSettings
+from ringleader.coordinator.wire import GroupClient
+from ringleader.worker.book import Commit, PartitionBook, Revocation
+
+log = logging.getLogger("ringleader.worker.committer")
+
+IO_ERRORS = (RingleaderError, KafkaException, OSError)
+T = TypeVar("T")
+
+
+class Holder(Protocol):
+    """What the committer asks the member: which generation and partitions it holds now."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def assigned(self) -> tuple[int, ...]: ...
+
+
+class OffsetCommitter:
+    def __init__(
+        self,
+        bootstrap: str,
+        settings: MemberSettings,
+        topic: str,
+        *,
+        book: PartitionBook,
+        lock: threading.Condition,
+        holder: Holder,
+        settle: Callable[[float], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._book = book
+        self._lock = lock
+        self._holder = holder
+        self._settle = settle
+        self._clock = clock
+        self._client = GroupClient(
+            bootstrap,
+            settings.group_id,
+            client_id=f"{settings.client_id}-offsets",
+            connect_timeout=settings.connect_timeout,
+        )
+        self._turn = threading.Lock()
+
+    def read(self, partitions: Sequence[int], timeout: float) -> dict[int, int | None]:
+        """The committed position of each partition (None where nothing is committed)."""
+        fetched = self._call(
+            lambda c: c.fetch_offsets(topic=self._topic, partitions=partitions, timeout=timeout),
+            timeout,
+        )
+        return {p: (po.offset if po.offset >= 0 else None) for p, po in fetched.items()}
+
+    def commit_due(self) -> None:
+        """Commit the positions that moved, of partitions the member still holds in the
+        generation they were fetched under (a revoke commits its own)."""
+        with self._lock:
+            commit = self._book.due_commit()
+        if not commit.offsets:
+            return
+        holder = self._holder
+        if holder.generation != commit.generation or not set(commit.offsets) <= set(
+            holder.assigned
+        ):
+            return
+        if not self._settle(2.0):
+            log.warning("dead letters unacknowledged; commit postponed")
+            return
+        try:
+            self._send(commit, self._settings.request_timeout)
+        except IO_ERRORS as e:
+            log.warning("offset commit failed: %s", e)
+
+    def commit_revoked(self, rev: Revocation, deadline: float) -> None:
+        """Commit revoked partitions' final positions, fenced by the generation they had
+        (the member no longer holds them)."""
+        with self._lock:
+            commit = self._book.revoked_commit(rev)
+        if not commit.offsets or commit.generation < 0 or not commit.member_id:
+            return
+        if not self._settle(max(0.5, deadline - self._clock())):
+            log.warning("revoke: dead letters unacknowledged; not committing %s", commit.offsets)
+            return
+        try:
+            refused = self._send(commit, max(1.0, min(5.0, deadline - self._clock())))
+        except IO_ERRORS as e:
+            log.warning("revoke: commit of %s failed: %s", dict(commit.offsets), e)
+            return
+        if not refused:
+            log.info(
+                "revoke: committed %s (generation %d)", dict(commit.offsets), commit.generation
+            )
+
+    def _send(self, commit: Commit, timeout: float) -> dict[int, str]:
+        """OffsetCommit; records what was accepted in the book, returns what was refused."""
+        codes = self._call(
+            lambda c: c.commit_offsets(
+                generation=commit.generation,
+                member_id=commit.member_id,
+                group_instance_id=self._settings.group_instance_id,
+                topic=self._topic,
+                offsets=commit.offsets,
+                timeout=timeout,
+            ),
+            timeout,
+        )
+        with self._lock:
+            self._book.committed(commit, [p for p, c in codes.items() if c == ErrorCode.NONE])
+        refused = {p: c.name for p, c in codes.items() if c != ErrorCode.NONE}
+        if refused:
+            log.info("offset commit refused for %s", refused)
+        return refused
+
+    def _call(self, fn: Callable[[GroupClient], T], timeout: float) -> T:
+        """Run a request, finding the coordinator (again) as needed, until `timeout`."""
+        deadline = self._clock() + timeout
+        last: BaseException | None = None
+        with self._turn:
+            client = self._client
+            while self._clock() < deadline:
+                try:
+                    if client.coordinator is None:
+                        client.find_coordinator(max(0.5, deadline - self._clock()))
+                    return fn(client)
+                except IO_ERRORS as e:
+                    last = e
+                    client.coordinator = None
+                    time.sleep(0.1)
+        raise last if last is not None else TimeoutError("offsets request timed out")
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,87 @@
+"""The rebalance handler: what the worker does when the member is assigned, revoked or fenced.
+
+These run on the member thread. `revoked` returns before the member rejoins, leaves or fences
+itself, so before any other member can be given the partitions: it stops their tasks from
+starting, lets the running ones finish (bounded by `drain_timeout`), commits their final
+positions, and only then lets them go.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ringleader.worker.book import PartitionBook
+from ringleader.worker.committer import OffsetCommitter
+from ringleader.worker.fetcher import AssignPartitions, Control, UnassignPartitions
+from ringleader.worker.queues import SchedulingQueue
+
+log = logging.getLogger("ringleader.worker")
+
+
+class Announcer(Protocol):
+    """Where the worker tells the registry which partitions it holds."""
+
+    def update(self, partitions: Sequence[int], generation: int) -> None: ...
+
+
+class RebalanceHandler:
+    def __init__(
+        self,
+        *,
+        book: PartitionBook,
+        lock: threading.Condition,
+        queue: SchedulingQueue,
+        post: Callable[[Control], None],
+        committer: OffsetCommitter,
+        announcer: Announcer,
+        drain_timeout: float,
+        on_fatal: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._book = book
+        self._lock = lock
+        self._queue = queue
+        self._post = post
+        self._committer = committer
+        self._announcer = announcer
+        self._drain_timeout = drain_timeout
+        self._on_fatal = on_fatal
+        self._clock = clock
+
+    def assigned(self, generation: int, partitions: Sequence[int], member_id: str) -> None:
+        with self._lock:
+            self._book.hold(generation, member_id)
+        self._post(AssignPartitions(generation, tuple(partitions)))
+        self._announcer.update(partitions, generation)
+
+    def revoked(self, partitions: Sequence[int]) -> None:
+        t0 = self._clock()
+        deadline = t0 + self._drain_timeout
+        with self._lock:
+            rev = self._book.revoke(partitions)
+        for p in rev.partitions:
+            self._queue.drain_partition(p)
+        self._post(UnassignPartitions(tuple(rev.partitions)))
+        # Let running tasks of these partitions finish and their completions be recorded.
+        with self._lock:
+            finished = self._lock.wait_for(
+                lambda: self._book.drained(rev), max(0.0, deadline - self._clock())
+            )
+            left = self._book.inflight(rev)
+        if not finished:
+            log.warning("revoke: abandoning running tasks %s after %.1fs", left, self._clock() - t0)
+        self._committer.commit_revoked(rev, deadline)
+        with self._lock:
+            self._book.forget(rev)
+            active = self._book.active()
+        self._announcer.update(active, -1)
+        log.info("revoked %s in %.3fs", rev.partitions, self._clock() - t0)
+
+    def fenced(self, reason: str, fatal: bool) -> None:
+        if fatal:
+            log.error("fenced for good (%s); stopping", reason)
+            self._on_fatal(reason)

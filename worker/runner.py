@@ -1,0 +1,248 @@
+"""The task runner: what a handler thread does with a task, and what follows its record.
+
+A task starts only with a slot of the record window and a claim in the partition book (its
+partition still held in the epoch it was fetched under, and the member's session lease still
+valid). Its outcome decides the rest: a success or a dead letter goes to the flusher, whose
+record marks the offset done; a retry goes to the backoff queue; a task whose downstream is
+unavailable is parked in the unschedulable queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ringleader.worker.app import App
+from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
+from ringleader.worker.envelope import DeadLetterRecord, Envelope, EventKind, EventPacker
+from ringleader.worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
+from ringleader.worker.pool import Finished, Flusher, RecordWindow
+from ringleader.worker.producers import WorkerProducers
+from ringleader.worker.queues import QueuedTask, SchedulingQueue
+from ringleader.worker.results import CompletionWrite, Status
+
+log = logging.getLogger("ringleader.worker")
+
+# How soon a task that found the member's session lease lapsed asks again (seconds).
+LEASE_RECHECK = 0.1
+
+
+class Lease(Protocol):
+    def owns(self, partition: int) -> bool:
+        """Whether a task of `partition` may start now (assigned, session lease valid)."""
+        ...
+
+
+class TaskEvents:
+    """Task events on `<ns>.events` (started, failed, retrying, succeeded, dead-lettered)."""
+
+    def __init__(self, producers: WorkerProducers, worker_id: str) -> None:
+        self._producers = producers
+        self._packer = EventPacker(worker_id)
+
+    def emit(
+        self,
+        env: Envelope,
+        kind: EventKind,
+        at: float,
+        *,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        value = self._packer.pack(env.id, env.name, kind, env.attempt, at, error=error, delay=delay)
+        self._producers.event(env.id, value)
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        app: App,
+        worker_id: str,
+        *,
+        book: PartitionBook,
+        lock: threading.Condition,
+        lease: Lease,
+        queue: SchedulingQueue,
+        window: RecordWindow,
+        producers: WorkerProducers,
+        events: TaskEvents,
+        tasks_topic: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self._app = app
+        self._worker_id = worker_id
+        self._book = book
+        self._lock = lock
+        self._lease = lease
+        self._queue = queue
+        self._window = window
+        self._producers = producers
+        self._events = events
+        self._topic = tasks_topic
+        self._clock = clock
+        self._rngs = threading.local()
+        self.flusher: Flusher | None = None  # set once built (it calls back `after_record`)
+        self.executed = 0
+
+    # ---- handler threads --------------------------------------------------------------
+
+    def run(self, qt: QueuedTask) -> None:
+        """Run one task popped from the queue (a handler thread)."""
+        assert isinstance(qt, Fetched)
+        if not self._window.acquire():
+            return  # stopping
+        handed = False
+        try:
+            handed = self._run_claimed(qt)
+        finally:
+            if not handed:
+                self._window.release()
+
+    def _claim(self, task: Fetched) -> bool:
+        with self._lock:
+            # The lease is read under the book's lock, so a revoke cannot slip between the
+            # check and the in-flight count that the revoke waits for.
+            claim = self._book.claim(task, self._lease.owns(task.partition))
+        if claim is Claim.WAIT:
+            log.debug("lease lapsed; %s/%d waits", task.partition, task.offset)
+            self._queue.push_backoff(task, self._clock() + LEASE_RECHECK)
+        elif claim is Claim.STALE:
+            log.debug("dropping %s/%d: partition not held", task.partition, task.offset)
+        return claim is Claim.CLAIMED
+
+    def _release(self, task: Fetched) -> None:
+        with self._lock:
+            self._book.release(task)
+            self._lock.notify_all()
+
+    def _run_claimed(self, task: Fetched) -> bool:
+        """Run a task holding a window slot; True when the slot went to the flusher with the
+        task's completion (else the caller gives it back)."""
+        flusher = self._flusher()
+        if not self._claim(task):
+            return False
+        env = task.envelope
+        flusher.started(env.id)
+        self._events.emit(env, EventKind.STARTED, self._clock())
+        outcome = execute(env, self._app.registry, self._rng(), worker_id=self._worker_id)
+        self.executed += 1
+        now = self._clock()
+        if isinstance(outcome, Succeeded):
+            write = CompletionWrite(
+                env.id, packed=outcome.packed, at=now, worker_id=self._worker_id
+            )
+            flusher.submit(Finished(task, write, holds_slot=True))
+            return True
+        if isinstance(outcome, Retry):
+            error = f"{outcome.error_type}: {outcome.error}"
+            self._events.emit(env, EventKind.FAILED, now, error=error)
+            self._events.emit(env, EventKind.RETRYING, now, delay=outcome.delay)
+            flusher.status(env.id, Status.RETRYING)
+            nxt = dataclasses.replace(task, envelope=env.next_attempt())
+            self._queue.push_backoff(nxt, now + outcome.delay)
+            self._release(task)
+            return False
+        if isinstance(outcome, Unschedulable):
+            flusher.status(env.id, Status.UNSCHEDULABLE)
+            self._queue.push_unschedulable(task, outcome.service, outcome.retry_at, now)
+            self._release(task)
+            return False
+        assert isinstance(outcome, DeadLetter)
+        if outcome.error_type is not None:
+            error = f"{outcome.error_type}: {outcome.error}"
+            self._events.emit(env, EventKind.FAILED, now, error=error)
+        return self.dead_letter(
+            task, outcome.reason, outcome.error_type, outcome.error, claimed=True
+        )
+
+    # ---- dead letters -----------------------------------------------------------------
+
+    def dead_letter(
+        self,
+        task: Fetched,
+        reason: str,
+        error_type: str | None = None,
+        error: str | None = None,
+        *,
+        claimed: bool = False,
+    ) -> bool:
+        """Dead-letter a decoded task: the record, its final failure, an event; its offset is
+        done once the failure is recorded. A `claimed` task (run by a handler) holds a window
+        slot, which goes to the flusher with it; True when it did."""
+        flusher = self._flusher()
+        env = task.envelope
+        now = self._clock()
+        log.warning("dead-lettering task %s (%s): %s", env.id, env.name, reason)
+        self._producers.dead_letter(
+            DeadLetterRecord(
+                original=task.raw,
+                reason=reason,
+                topic=self._topic,
+                partition=task.partition,
+                offset=task.offset,
+                worker_id=self._worker_id,
+                at=now,
+                task_id=env.id,
+                name=env.name,
+                attempt=env.attempt,
+            )
+        )
+        self._events.emit(env, EventKind.DEAD_LETTERED, now, error=reason)
+        if not claimed:
+            with self._lock:
+                if not self._book.adopt(task):
+                    return False
+        write = CompletionWrite(
+            env.id,
+            error_type=error_type or "DeadLettered",
+            error=error if error is not None else reason,
+            at=now,
+            worker_id=self._worker_id,
+        )
+        flusher.submit(Finished(task, write, holds_slot=claimed))
+        return claimed
+
+    def dead_letter_raw(self, rec: Undecodable) -> None:
+        """Dead-letter a record that is not a task (its offset is already done)."""
+        log.warning("dead-lettering %s/%d: %s", rec.partition, rec.offset, rec.reason)
+        self._producers.dead_letter(
+            DeadLetterRecord(
+                original=rec.raw,
+                reason=rec.reason,
+                topic=self._topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                worker_id=self._worker_id,
+                at=self._clock(),
+            )
+        )
+
+    # ---- the flusher's hook -----------------------------------------------------------
+
+    def after_record(self, items: Sequence[Finished]) -> None:
+        """Completions are recorded: mark their offsets done, say so in events."""
+        now = self._clock()
+        with self._lock:
+            for item in items:
+                self._book.recorded(item.task)
+            self._lock.notify_all()
+        for item in items:
+            env = item.task.envelope
+            if not item.recorded:
+                log.info("task %s had already completed; its record is kept", env.id)
+            elif item.write.ok:
+                self._events.emit(env, EventKind.SUCCEEDED, now)
+
+    def _flusher(self) -> Flusher:
+        assert self.flusher is not None, "TaskRunner.flusher is set before handlers start"
+        return self.flusher
+
+    def _rng(self) -> random.Random:
+        rng: random.Random | None = getattr(self._rngs, "rng", None)
+        if rng is None:
+            rng = self._rngs.rng = random.Random()
+        return rng
