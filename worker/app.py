@@ -121,7 +121,8 @@ class App:
         registry_prefix: str = "ringleader:registry",
     ) -> None:
         """Settings of `app.downstream` (call before its first use); the defaults are
-        `registry.BreakerSettings()`, `registry.RetryPolicy()` and breakers shared in Redis."""
+        `registry.BreakerSettings()`, `registry.downstream.DEFAULT_CALL_RETRY` and breakers
+        shared in Redis."""
         from ringleader.registry.downstream import connect_downstream
 
         def build() -> Downstream:

@@ -18,9 +18,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import msgpack
 
-from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.envelope import Envelope
-from ringleader.worker.errors import EnvelopeError, TaskTimeout
+from ringleader.worker.errors import TaskTimeout
 from ringleader.worker.tasks import TaskContext, TaskRegistry
 
 T = TypeVar("T")
@@ -65,30 +64,6 @@ class Unschedulable:
 
 
 Outcome = Succeeded | Retry | DeadLetter | Unschedulable
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """An outcome and the envelope it is about (None when the bytes did not decode)."""
-
-    envelope: Envelope | None
-    outcome: Outcome
-
-
-def execute_bytes(
-    raw: bytes,
-    registry: TaskRegistry,
-    rng: random.Random,
-    *,
-    max_payload: int | None = envelope_mod.DEFAULT_MAX_PAYLOAD,
-    worker_id: str | None = None,
-) -> Execution:
-    """Decode and run; undecodable bytes become a DeadLetter with the decoder's reason."""
-    try:
-        env = envelope_mod.decode(raw, max_size=max_payload)
-    except EnvelopeError as e:
-        return Execution(None, DeadLetter(reason=f"undecodable envelope: {e.reason}"))
-    return Execution(env, execute(env, registry, rng, worker_id=worker_id))
 
 
 def execute(

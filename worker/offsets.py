@@ -55,9 +55,6 @@ class OffsetTracker:
         """The offset to commit: one past the highest offset below which every task is done."""
         return self._position
 
-    def is_pending(self, offset: int) -> bool:
-        return offset in self._pending
-
     @property
     def in_flight(self) -> int:
         """Offsets started and not done."""

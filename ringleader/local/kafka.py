@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ringleader.local.procs import ServiceStartError, free_port, log_tail, spawn
+from ringleader.local.procs import ServiceStartError, free_port, spawn
 
 KAFKA_VERSION = "4.1.1"
 HEAP = "-Xmx768m"
@@ -161,7 +161,3 @@ def start_node(node: KafkaNode, libs: Path) -> int:
         "-cp", _classpath(libs), "kafka.Kafka", str(node.dir / "server.properties"),
     ]  # fmt: skip
     return spawn(argv, node.log, cwd=node.dir)
-
-
-def describe_failure(node: KafkaNode) -> str:
-    return log_tail(node.log)

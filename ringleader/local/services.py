@@ -245,20 +245,6 @@ def stop_service(stack: Stack, name: str, *, kill: bool = True) -> None:
         stop(svc.pid)
 
 
-def restart_redis(stack: Stack, valkey: bool = False, timeout: float = 30.0) -> Service:
-    """Restart the stack's Redis on the same port (its data is gone: no persistence)."""
-    kind = "valkey" if valkey else "redis"
-    svc = next(s for s in stack.services if s.kind == kind)
-    if alive(svc.pid):
-        stop(svc.pid)
-    sub = Path(stack.dir) / kind
-    pid, port = servers.start_redis(sub, valkey, port=svc.port)
-    svc.pid = pid
-    wait_ready(kind, pid, Path(svc.log), lambda: _redis_pings(port), timeout)
-    stack.save()
-    return svc
-
-
 def restart_kafka_node(stack: Stack, node_id: int, timeout: float = 60.0) -> Service:
     """Start a stopped node of the stack again with its storage (chaos tests heal with it)."""
     svc = next(s for s in stack.nodes if s.node_id == node_id)

@@ -10,7 +10,7 @@ import pytest
 
 from ringleader.registry.errors import ServiceUnavailable
 from ringleader.worker.app import App
-from ringleader.worker.envelope import Envelope, encode
+from ringleader.worker.envelope import Envelope
 from ringleader.worker.errors import TaskTimeout
 from ringleader.worker.execute import (
     DeadLetter,
@@ -19,7 +19,6 @@ from ringleader.worker.execute import (
     Unschedulable,
     call_with_timeout,
     execute,
-    execute_bytes,
 )
 from ringleader.worker.retry import Backoff
 from ringleader.worker.tasks import TaskContext
@@ -139,18 +138,6 @@ def test_timeout_is_a_retriable_failure(app: App) -> None:
     out = run(app, env("slow"))
     assert time.monotonic() - start < 5
     assert isinstance(out, Retry) and out.error_type == "TaskTimeout"
-
-
-def test_execute_bytes(app: App) -> None:
-    ok = execute_bytes(encode(env("add", 1, y=1)), app.registry, random.Random())
-    assert ok.envelope is not None and isinstance(ok.outcome, Succeeded)
-    bad = execute_bytes(b"\xc1garbage", app.registry, random.Random())
-    assert bad.envelope is None and isinstance(bad.outcome, DeadLetter)
-    assert bad.outcome.reason.startswith("undecodable envelope: ")
-    big = execute_bytes(
-        encode(env("add", "x" * 400)), app.registry, random.Random(), max_payload=100
-    )
-    assert isinstance(big.outcome, DeadLetter) and "payload too large" in big.outcome.reason
 
 
 def test_keyboard_interrupt_passes_through() -> None:
