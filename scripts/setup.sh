@@ -22,6 +22,9 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+# The build backend pyproject.toml asks for, so building the wheel (tests/test_wheel.py) needs
+# no download of its own.
+.venv/bin/pip install -q --disable-pip-version-check 'setuptools>=77' wheel
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,embedded]'
 
 # Fetch Kafka's jars once (Maven Central); later starts use the cache.
