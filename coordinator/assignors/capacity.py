@@ -3,8 +3,11 @@
 For each partition: *filter* the members that can take it (capacity > 0 and every required
 label matches; a required ``zone`` also matches ``MemberMetadata.zone``), then *score* them by
 free capacity and pick the best. Capacity is a weight by default: a member with capacity 4
-gets about four times the partitions of one with capacity 1 (score = load after placement /
-capacity, lowest wins, ties to the first member in order). With ``capacity_is_limit=True``
+gets about four times the partitions of one with capacity 1. The score is how far a member is
+below its weighted share (partitions x capacity / total capacity): the one furthest below
+wins, ties to the first member in order, so no member ends more than one partition above its
+share (a load/capacity score favours the largest member: capacities 1,1,1,4 and 3 partitions
+put all three on the 4). With ``capacity_is_limit=True``
 capacity is a hard number of partitions.
 
 Partitions are placed most-constrained first so a scarce member is not filled with work any
@@ -66,6 +69,13 @@ class CapacityAssignor:
         metas = [members[mid] for mid in order]
         caps = [m.capacity for m in metas]
         load = [0] * len(order)
+        wanted = len(clean_partitions(partitions))
+        total = sum(c for c in caps if c > 0)
+
+        def score(i: int) -> int:
+            # load - share, scaled by `total` to stay in integers (exact ties).
+            return load[i] * total - wanted * caps[i]
+
         owners: dict[str, list[int]] = {mid: [] for mid in order}
         unassigned: dict[int, str] = {}
 
@@ -78,7 +88,7 @@ class CapacityAssignor:
         }
         # Lazy heaps of (score when pushed, member index); loads only grow, so a stale entry
         # under-estimates and is re-pushed with its current score when it surfaces.
-        heaps = {req: [(1 / caps[i], i) for i in idx] for req, idx in feasible.items()}
+        heaps = {req: [(score(i), i) for i in idx] for req, idx in feasible.items()}
         for h in heaps.values():
             heapq.heapify(h)
 
@@ -89,17 +99,17 @@ class CapacityAssignor:
             heap = heaps[req]
             chosen = -1
             while heap:
-                score, i = heap[0]
+                pushed, i = heap[0]
                 if self.capacity_is_limit and load[i] >= caps[i]:
                     heapq.heappop(heap)
                     continue
-                current = (load[i] + 1) / caps[i]
-                if current != score:
+                current = score(i)
+                if current != pushed:
                     heapq.heapreplace(heap, (current, i))
                     continue
                 chosen = i
                 load[i] += 1
-                heapq.heapreplace(heap, ((load[i] + 1) / caps[i], i))
+                heapq.heapreplace(heap, (score(i), i))
                 break
             if chosen < 0:
                 unassigned[p] = self._why(req, bool(feasible[req]))
