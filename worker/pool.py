@@ -21,7 +21,7 @@ import redis
 
 from ringleader.worker.book import Fetched
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
-from ringleader.worker.results import CompletionWrite, ResultStore, Status
+from ringleader.worker.results import CompletionWrite, ResultStore, RetryWrite, RunOf, Status
 
 log = logging.getLogger("ringleader.worker.pool")
 
@@ -125,7 +125,7 @@ class Finished:
     """A task that ended (succeeded or dead-lettered): its completion to record."""
 
     task: Fetched
-    write: CompletionWrite
+    write: CompletionWrite | RetryWrite  # a retry ends the run too: its next attempt waits
     holds_slot: bool = False  # its window slot is given back once it is recorded
     recorded: bool = False  # set by the flusher: False when it had already completed
 
@@ -155,8 +155,10 @@ class Flusher:
         started_after: float | None = 0.1,
         clock: Callable[[], float] = time.monotonic,
         name: str = "ringleader-flusher",
+        run: RunOf | None = None,
     ) -> None:
         self._store = store
+        self._run = run
         self._ttl = ttl
         self._after = after
         self._window = window
@@ -222,9 +224,7 @@ class Flusher:
                 statuses, self._statuses = self._statuses, []
                 self._busy = True
             try:
-                _, flags = self._store.write(statuses, [i.write for i in items], self._ttl)
-                for item, flag in zip(items, flags, strict=True):
-                    item.recorded = flag
+                self._write(statuses, items)
             except redis.RedisError as e:
                 log.warning("recording %d completions failed (%s); retrying", len(items), e)
                 with self._cond:
@@ -246,6 +246,19 @@ class Flusher:
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+    def _write(self, statuses: list[tuple[str, Status]], items: list[Finished]) -> None:
+        done = [i for i in items if isinstance(i.write, CompletionWrite)]
+        retried = [i for i in items if isinstance(i.write, RetryWrite)]
+        _, done_flags, retry_flags = self._store.write(
+            statuses,
+            [i.write for i in done if isinstance(i.write, CompletionWrite)],
+            self._ttl,
+            retries=[i.write for i in retried if isinstance(i.write, RetryWrite)],
+            run=self._run,
+        )
+        for item, flag in zip(done + retried, done_flags + retry_flags, strict=True):
+            item.recorded = flag
 
     def _release(self, items: Sequence[Finished]) -> None:
         self._window.release(sum(1 for item in items if item.holds_slot))

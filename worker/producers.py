@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -80,6 +80,39 @@ class WorkerProducers:
                     self._dl_failed.append(value)
 
         self._produce(self.dead_letter_topic, value, None, on_delivery)
+
+    def tasks(self, topic: str, records: Sequence[tuple[int, bytes]], timeout: float) -> list[bool]:
+        """Put (partition, envelope) records back on the task topic; which were acknowledged
+        within `timeout`."""
+        acked = [False] * len(records)
+        pending = [len(records)]
+
+        def on_delivery(i: int) -> _Callback:
+            def cb(err: KafkaError | None, msg: Message) -> None:
+                acked[i] = err is None
+                with self._lock:
+                    pending[0] -= 1
+                if err is not None:
+                    log.warning("task not put back on %s: %s", topic, err)
+
+            return cb
+
+        for i, (partition, value) in enumerate(records):
+            while True:
+                try:
+                    self._producer.produce(
+                        topic, value=value, partition=partition, on_delivery=on_delivery(i)
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if pending[0] == 0:
+                    break
+            self._producer.poll(0.01)
+        return acked
 
     def event(self, task_id: str, value: bytes) -> None:
         """Produce a task event (`encode_event` or `EventPacker` bytes), keyed by its task."""

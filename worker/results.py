@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 import redis as redis_lib
 
-from ringleader.worker import _wire
+from ringleader.worker import _wire, ledger
 from ringleader.worker.errors import EnvelopeError, ResultTimeout, TaskError
 
 RECORD_VERSION = 1
@@ -92,20 +92,61 @@ class CompletionWrite:
 
 _RECORD_KEYS = frozenset({"v", "ok", "result", "error_type", "error", "at", "worker_id"})
 
-# Statuses, then completions, for any number of tasks in one call; returns a flag for each:
-# a status is set unless the task already completed; a completion is written once (SET NX)
-# with a wake-up token, and its flag says whether the stored record is this one (so a retry
-# of a write whose reply was lost still counts as recorded; a record carries its time and
-# worker, so another execution's is never byte-equal). A completed task's status is read from
-# its record, so the script writes no status key for it (Redis time is a large part of a short
-# task's cost).
-# KEYS: per status (done, status), then per completion (done, notify).
-# ARGV: ttl_ms, number of statuses, each status, then each completion record.
+
+@dataclass(frozen=True, slots=True)
+class RetryWrite:
+    """A failed run whose task is retried: the next attempt's envelope waits in the delayed
+    set until `due` (wall clock), and the run counts as failed (the durable attempt count)."""
+
+    task_id: str
+    due: float
+    envelope: bytes  # the next attempt, encoded
+    partition: int  # where it goes back to
+
+    @property
+    def ok(self) -> bool:
+        return False
+
+    def payload(self) -> bytes:
+        return b"%d|%s" % (self.partition, self.envelope)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOf:
+    """The worker process whose runs a write ends (see `worker.ledger`)."""
+
+    start_field: str
+    running_key: str
+
+
+# Statuses, then completions, then retries, for any number of tasks in one call; returns a
+# flag for each. A status is set unless the task already completed; a completion is written
+# once (SET NX) with a wake-up token, and its flag says whether the stored record is this one
+# (so a retry of a write whose reply was lost still counts as recorded; a record carries its
+# time and worker, so another execution's is never byte-equal). A completed task's status is
+# read from its record, so the script writes no status key for it. A retry parks the next
+# attempt in the delayed set and counts the failed run once: only while this run's start is
+# still recorded (a write retried after a lost reply must not count it twice). With a start
+# field (a worker's write), completions, retries and parking statuses end the run: its start
+# and its entry in the worker's running hash go.
+# KEYS: running, delayed, delayed env, then per status (done, status, run), per completion
+# (done, notify, run), per retry (done, status, run).
+# ARGV: ttl_ms, number of statuses, number of completions, start field ('' for none), then
+# per status (value, ends-run flag, task id), per completion (record, task id), per retry
+# (task id, due, payload).
 _WRITE_LUA = """
 local ttl = ARGV[1]
-local ns = tonumber(ARGV[2])
+local ns, nc = tonumber(ARGV[2]), tonumber(ARGV[3])
+local start = ARGV[4]
+local running, delayed, denv = KEYS[1], KEYS[2], KEYS[3]
 local out = {}
-local k, a = 1, 3
+local k, a = 4, 5
+local function ended(run, tid)
+  if start ~= '' then
+    redis.call('HDEL', run, start)
+    redis.call('HDEL', running, tid)
+  end
+end
 for i = 1, ns do
   if redis.call('EXISTS', KEYS[k]) == 0 then
     redis.call('SET', KEYS[k + 1], ARGV[a], 'PX', ttl)
@@ -113,9 +154,10 @@ for i = 1, ns do
   else
     out[i] = 0
   end
-  k, a = k + 2, a + 1
+  if ARGV[a + 1] == '1' then ended(KEYS[k + 2], ARGV[a + 2]) end
+  k, a = k + 3, a + 3
 end
-for i = ns + 1, ns + (#KEYS - 2 * ns) / 2 do
+for i = ns + 1, ns + nc do
   if redis.call('SET', KEYS[k], ARGV[a], 'NX', 'PX', ttl) then
     redis.call('RPUSH', KEYS[k + 1], '1')
     redis.call('PEXPIRE', KEYS[k + 1], ttl)
@@ -125,7 +167,27 @@ for i = ns + 1, ns + (#KEYS - 2 * ns) / 2 do
   else
     out[i] = 0
   end
-  k, a = k + 2, a + 1
+  if start ~= '' then
+    redis.call('DEL', KEYS[k + 2])
+    redis.call('HDEL', running, ARGV[a + 1])
+  end
+  k, a = k + 3, a + 2
+end
+for i = ns + nc + 1, (#KEYS - 3) / 3 do
+  if redis.call('EXISTS', KEYS[k]) == 0 then
+    if start == '' or redis.call('HDEL', KEYS[k + 2], start) == 1 then
+      redis.call('HINCRBY', KEYS[k + 2], 'f', 1)
+    end
+    redis.call('PEXPIRE', KEYS[k + 2], ttl)
+    redis.call('ZADD', delayed, ARGV[a + 1], ARGV[a])
+    redis.call('HSET', denv, ARGV[a], ARGV[a + 2])
+    redis.call('SET', KEYS[k + 1], 'retrying', 'PX', ttl)
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  ended(KEYS[k + 2], ARGV[a])
+  k, a = k + 3, a + 3
 end
 return out
 """
@@ -157,9 +219,9 @@ class ResultStore:
     def from_url(cls, url: str, namespace: str) -> ResultStore:
         return cls(redis_lib.Redis.from_url(url), f"ringleader:{namespace}")
 
-    def _keys(self, task_id: str) -> tuple[str, str, str]:
+    def _keys(self, task_id: str) -> tuple[str, str, str, str]:
         base = f"{self._prefix}:{{{task_id}}}"
-        return f"{base}:done", f"{base}:status", f"{base}:notify"
+        return f"{base}:done", f"{base}:status", f"{base}:notify", f"{base}:run"
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -168,30 +230,53 @@ class ResultStore:
         statuses: Sequence[tuple[str, Status]],
         writes: Sequence[CompletionWrite],
         ttl: float,
-    ) -> tuple[list[bool], list[bool]]:
-        """Set non-terminal statuses, then record completions, in one round trip (one script,
-        so on Redis Cluster the tasks must share a slot; a single task's keys always do).
+        *,
+        retries: Sequence[RetryWrite] = (),
+        run: RunOf | None = None,
+    ) -> tuple[list[bool], list[bool], list[bool]]:
+        """Set non-terminal statuses, record completions, park retries, in one round trip
+        (one script, so on Redis Cluster the tasks must share a slot; a single task's keys
+        always do). `run` names the worker whose runs these writes end.
 
-        Returns (status flags, completion flags): a status is ignored (False) once its task has
-        completed; a completion is written once (False: another record was there, nothing
-        written, the first result stays; True again for the very same write retried).
+        Returns (status, completion, retry flags): a status is ignored (False) once its task
+        has completed; a completion is written once (False: another record was there, nothing
+        written, the first result stays; True again for the very same write retried); a retry
+        is not parked (False) once its task has completed.
         """
-        if not statuses and not writes:
-            return [], []
-        keys: list[str] = []
-        args: list[bytes | str | int] = [_ttl_ms(ttl), len(statuses)]
+        if not statuses and not writes and not retries:
+            return [], [], []
+        start = run.start_field if run is not None else ""
+        keys: list[str] = [
+            run.running_key if run is not None else f"{self._prefix}:running:",
+            self.delayed_key,
+            self.delayed_env_key,
+        ]
+        args: list[bytes | str | int | float] = [_ttl_ms(ttl), len(statuses), len(writes), start]
         for task_id, status in statuses:
             if status in TERMINAL:
                 raise ValueError(f"{status} is set by record_completion/record_failure only")
-            done, key, _ = self._keys(task_id)
-            keys += (done, key)
-            args.append(str(status))
+            done, key, _, runk = self._keys(task_id)
+            keys += (done, key, runk)
+            args += (str(status), "1" if status is Status.UNSCHEDULABLE else "0", task_id)
         for w in writes:
-            done, _, notify = self._keys(w.task_id)
-            keys += (done, notify)
-            args.append(w.record())
+            done, _, notify, runk = self._keys(w.task_id)
+            keys += (done, notify, runk)
+            args += (w.record(), w.task_id)
+        for r in retries:
+            done, key, _, runk = self._keys(r.task_id)
+            keys += (done, key, runk)
+            args += (r.task_id, repr(r.due), r.payload())
         flags = [bool(x) for x in self._write(keys=keys, args=args)]
-        return flags[: len(statuses)], flags[len(statuses) :]
+        ns, nc = len(statuses), len(writes)
+        return flags[:ns], flags[ns : ns + nc], flags[ns + nc :]
+
+    @property
+    def delayed_key(self) -> str:
+        return ledger.delayed_key(self._prefix)
+
+    @property
+    def delayed_env_key(self) -> str:
+        return ledger.delayed_env_key(self._prefix)
 
     # --- completion ---------------------------------------------------------------------------
 
@@ -261,7 +346,7 @@ class ResultStore:
 
     def wait_result(self, task_id: str, timeout: float) -> Completion:
         """Block until the task completes (at most `timeout` seconds); ResultTimeout otherwise."""
-        done, _, notify = self._keys(task_id)
+        done, _, notify, _ = self._keys(task_id)
         raw = self._r.get(done)
         # Moving the token to the same list wakes us without consuming it.
         if (
@@ -286,7 +371,7 @@ class ResultStore:
 
     def get_status(self, task_id: str) -> Status | None:
         """The terminal status of a completed task (from its record), else the last one set."""
-        done, key, _ = self._keys(task_id)
+        done, key, _, _ = self._keys(task_id)
         record, raw = self._r.mget(done, key)
         if record is not None:
             return Status.SUCCEEDED if _decode(task_id, record).ok else Status.DEAD_LETTERED

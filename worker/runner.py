@@ -13,28 +13,74 @@ import dataclasses
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import redis
+
+from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.app import App
 from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
 from ringleader.worker.envelope import DeadLetterRecord, Envelope, EventKind, EventPacker
 from ringleader.worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
+from ringleader.worker.ledger import Begin, TaskLedger, Verdict, describe_crashes
 from ringleader.worker.pool import Finished, Flusher, RecordWindow
 from ringleader.worker.producers import WorkerProducers
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
-from ringleader.worker.results import CompletionWrite, Status
+from ringleader.worker.results import CompletionWrite, RetryWrite, Status
 
 log = logging.getLogger("ringleader.worker")
 
 # How soon a task that found the member's session lease lapsed asks again (seconds).
 LEASE_RECHECK = 0.1
+# How soon a task whose run is in progress on another live worker asks again (seconds).
+RUNNING_ELSEWHERE_RECHECK = 1.0
+# How long a suspect waits for the other runs' records before it runs alone (seconds).
+ISOLATION_FLUSH_TIMEOUT = 10.0
+_SKIPPED = {Verdict.DONE: "already completed", Verdict.STALE: "was a copy of an attempt that ran"}
 
 
 class Lease(Protocol):
     def owns(self, partition: int) -> bool:
         """Whether a task of `partition` may start now (assigned, session lease valid)."""
         ...
+
+
+class Isolation:
+    """Runs share the process, except a suspect's: a task whose runs crashed a worker before
+    runs alone, once every other run has ended and been recorded, so that if it kills this
+    worker too, no innocent task's run dies with it and counts against that task."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+        self._alone = False
+        self._waiting = 0  # suspects waiting: no new shared run starts meanwhile
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._alone or self._waiting:
+                self._cond.wait()
+            self._running += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def enter_alone(self) -> None:
+        with self._cond:
+            self._waiting += 1
+            while self._alone or self._running:
+                self._cond.wait()
+            self._waiting -= 1
+            self._alone = True
+
+    def leave_alone(self) -> None:
+        with self._cond:
+            self._alone = False
+            self._cond.notify_all()
 
 
 class TaskEvents:
@@ -66,6 +112,7 @@ class TaskRunner:
         book: PartitionBook,
         lock: threading.Condition,
         lease: Lease,
+        ledger: TaskLedger,
         queue: SchedulingQueue,
         window: RecordWindow,
         producers: WorkerProducers,
@@ -78,6 +125,7 @@ class TaskRunner:
         self._book = book
         self._lock = lock
         self._lease = lease
+        self._ledger = ledger
         self._queue = queue
         self._window = window
         self._producers = producers
@@ -85,6 +133,7 @@ class TaskRunner:
         self._topic = tasks_topic
         self._clock = clock
         self._rngs = threading.local()
+        self._isolation = Isolation()
         self.flusher: Flusher | None = None  # set once built (it calls back `after_record`)
         self.executed = 0
 
@@ -121,10 +170,55 @@ class TaskRunner:
 
     def _run_claimed(self, task: Fetched) -> bool:
         """Run a task holding a window slot; True when the slot went to the flusher with the
-        task's completion (else the caller gives it back)."""
-        flusher = self._flusher()
+        task's outcome (else the caller gives it back)."""
         if not self._claim(task):
             return False
+        # A start is recorded only inside the isolation, so that no run's start is open
+        # while a suspect runs alone.
+        self._isolation.enter()
+        try:
+            begin = self._begin(task, alone=False)
+            if begin is not None and begin.verdict is Verdict.RUN:
+                return self._execute(self._with_attempt(task, begin))
+        finally:
+            self._isolation.leave()
+        if begin is not None and begin.verdict is Verdict.SUSPECT:
+            return self._run_alone(task, begin)
+        if begin is None:
+            self._release(task)
+            return False
+        return self._not_run(task, begin)
+
+    def _run_alone(self, task: Fetched, suspect: Begin) -> bool:
+        log.warning(
+            "task %s (%s) crashed its worker before (%s); running it again, alone",
+            task.envelope.id,
+            task.envelope.name,
+            describe_crashes(suspect.crashes),
+        )
+        self._isolation.enter_alone()
+        try:
+            # Every earlier run's outcome recorded first: none of their starts stays open.
+            self._flusher().wait_idle(ISOLATION_FLUSH_TIMEOUT)
+            begin = self._begin(task, alone=True)
+            if begin is not None and begin.verdict is Verdict.RUN:
+                return self._execute(self._with_attempt(task, begin))
+        finally:
+            self._isolation.leave_alone()
+        if begin is None:
+            self._release(task)
+            return False
+        return self._not_run(task, begin)
+
+    @staticmethod
+    def _with_attempt(task: Fetched, begin: Begin) -> Fetched:
+        if begin.attempt == task.envelope.attempt:
+            return task
+        env = dataclasses.replace(task.envelope, attempt=begin.attempt)
+        return dataclasses.replace(task, envelope=env)
+
+    def _execute(self, task: Fetched) -> bool:
+        flusher = self._flusher()
         env = task.envelope
         flusher.started(env.id)
         self._events.emit(env, EventKind.STARTED, self._clock())
@@ -138,14 +232,17 @@ class TaskRunner:
             flusher.submit(Finished(task, write, holds_slot=True))
             return True
         if isinstance(outcome, Retry):
-            error = f"{outcome.error_type}: {outcome.error}"
-            self._events.emit(env, EventKind.FAILED, now, error=error)
+            self._events.emit(
+                env, EventKind.FAILED, now, error=f"{outcome.error_type}: {outcome.error}"
+            )
             self._events.emit(env, EventKind.RETRYING, now, delay=outcome.delay)
-            flusher.status(env.id, Status.RETRYING)
-            nxt = dataclasses.replace(task, envelope=env.next_attempt())
-            self._queue.push_backoff(nxt, now + outcome.delay)
-            self._release(task)
-            return False
+            # The next attempt waits in Redis (the leader puts it back when due), so this
+            # offset completes now and holds back no commit.
+            due = now + outcome.delay
+            nxt = dataclasses.replace(env, attempt=env.attempt + 1, not_before=due)
+            retry = RetryWrite(env.id, due, envelope_mod.encode(nxt), task.partition)
+            flusher.submit(Finished(task, retry, holds_slot=True))
+            return True
         if isinstance(outcome, Unschedulable):
             flusher.status(env.id, Status.UNSCHEDULABLE)
             self._queue.push_unschedulable(task, outcome.service, outcome.retry_at, now)
@@ -158,6 +255,40 @@ class TaskRunner:
         return self.dead_letter(
             task, outcome.reason, outcome.error_type, outcome.error, claimed=True
         )
+
+    def _begin(self, task: Fetched, *, alone: bool) -> Begin | None:
+        """Record the run's start (durably, before it runs); None when the worker stops or
+        the partition is lost while Redis does not answer."""
+        env = task.envelope
+        backoff = 0.05
+        while True:
+            try:
+                return self._ledger.begin(env.id, env.name, env.attempt, self._clock(), alone=alone)
+            except redis.RedisError as e:
+                log.warning("recording the start of %s failed (%s); retrying", env.id, e)
+            if self._queue.closed or not self._lease.owns(task.partition):
+                return None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _not_run(self, task: Fetched, begin: Begin) -> bool:
+        env = task.envelope
+        if begin.verdict is Verdict.QUARANTINE:
+            n = len(begin.crashes)
+            details = describe_crashes(begin.crashes)
+            reason = f"crashed its worker {n} times ({details})"
+            return self.dead_letter(task, reason, "WorkerCrashed", reason, claimed=True)
+        if begin.verdict is Verdict.WAIT:
+            log.info("task %s is running on another live worker; waiting for it", env.id)
+            self._release(task)
+            self._queue.push_backoff(task, self._clock() + RUNNING_ELSEWHERE_RECHECK)
+            return False
+        # DONE or STALE: its outcome (or its next attempt) is recorded; nothing to run.
+        log.info("task %s %s; skipped", env.id, _SKIPPED[begin.verdict])
+        with self._lock:
+            self._book.recorded(task)
+            self._lock.notify_all()
+        return False
 
     # ---- dead letters -----------------------------------------------------------------
 

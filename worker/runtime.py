@@ -32,13 +32,15 @@ from ringleader.worker.batches import BatchGate
 from ringleader.worker.book import PartitionBook
 from ringleader.worker.committer import OffsetCommitter
 from ringleader.worker.fetcher import BatchStates, Fetcher
+from ringleader.worker.keeper import LedgerKeeper
+from ringleader.worker.ledger import DelayedSet, TaskLedger, new_incarnation
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.pool import Flusher, HandlerPool, RecordWindow
 from ringleader.worker.producers import WorkerProducers
 from ringleader.worker.queues import SchedulingQueue
 from ringleader.worker.rebalance import RebalanceHandler
 from ringleader.worker.registration import Registration
-from ringleader.worker.results import ResultStore
+from ringleader.worker.results import ResultStore, RunOf
 from ringleader.worker.runner import TaskEvents, TaskRunner
 from ringleader.worker.settings import WorkerSettings, member_settings_from_env
 
@@ -64,6 +66,8 @@ class _Parts:
     registration: Registration
     member: Member
     rebalance: RebalanceHandler
+    ledger: TaskLedger
+    keeper: LedgerKeeper
 
 
 class Worker:
@@ -94,6 +98,8 @@ class Worker:
         )
         self.topics = app.topics
         self.record_window = max(self.settings.record_window, self.concurrency)
+        # This process, as the task ledger knows it (a restart with the same id is another).
+        self.incarnation = new_incarnation()
         self._clock = clock  # wall clock: task timestamps, retry and not-before times
         self._batch_gate = batch_gate
         self._own_gate = False
@@ -115,6 +121,7 @@ class Worker:
         self._started = True
         ensure_topics(self.app.settings)
         parts = self._parts = self._build()
+        parts.keeper.start()
         parts.flusher.start()
         parts.pool.start()
         parts.fetcher.start()
@@ -141,7 +148,16 @@ class Worker:
             s.redis, socket_timeout=10.0, socket_connect_timeout=5.0
         )
         # Same prefix as ResultStore.from_url, so clients find what workers record.
-        store = ResultStore(client, f"ringleader:{s.namespace}")
+        prefix = f"ringleader:{s.namespace}"
+        store = ResultStore(client, prefix)
+        ledger = TaskLedger(
+            client,
+            prefix,
+            worker_id=self.worker_id,
+            incarnation=self.incarnation,
+            crash_limit=self.settings.crash_limit,
+            ttl=s.result_ttl,
+        )
         consumer = Consumer(
             {
                 **rk,
@@ -183,6 +199,7 @@ class Worker:
             book=self._book,
             lock=self._lock,
             lease=member,
+            ledger=ledger,
             queue=self._queue,
             window=self._window,
             producers=producers,
@@ -196,6 +213,18 @@ class Worker:
             runner.after_record,
             self._window,
             started_after=self.settings.started_status_after,
+            run=RunOf(ledger.start_field, ledger.running_key),
+        )
+        keeper = LedgerKeeper(
+            ledger,
+            DelayedSet(client, prefix),
+            producers,
+            topic=self.topics.tasks,
+            partitions=s.partitions,
+            is_leader=lambda: member.is_leader,
+            # A dead process's starts count as crashes once this lapses: within the session
+            # timeout, by when its partitions have moved on.
+            alive_ttl=self.member_settings.session_timeout,
         )
         fetcher = Fetcher(
             consumer,
@@ -247,6 +276,8 @@ class Worker:
             registration,
             member,
             rebalance,
+            ledger,
+            keeper,
         )
 
     def run(self) -> None:
@@ -302,6 +333,8 @@ class Worker:
         self._queue.close()
         parts.flusher.close(left(10.0))
         parts.pool.join(max(0.1, min(5.0, deadline - time.monotonic())))
+        parts.keeper.stop(left(5.0))
+        self._retire(parts.ledger)
         parts.producers.close(left(10.0))
         parts.consumer.close()
         parts.committer.close()
@@ -324,6 +357,13 @@ class Worker:
     def _on_fenced(self, reason: str, fatal: bool) -> None:
         assert self._parts is not None
         self._parts.rebalance.fenced(reason, fatal)
+
+    @staticmethod
+    def _retire(ledger: TaskLedger) -> None:
+        try:
+            ledger.retire()
+        except redis.RedisError as e:
+            log.warning("could not retire this worker's ledger entries: %s", e)
 
     def _fail(self, reason: str) -> None:
         self.fatal = reason

@@ -272,13 +272,16 @@ class WorkerSettings:
     started_status_after: float = 0.1
     registry_prefix: str = "ringleader:registry"
     lease_duration: float = 15.0
+    # A task whose runs died with their worker this many times is dead-lettered, not run
+    # again (DESIGN.md's RINGLEADER_CRASH_LIMIT).
+    crash_limit: int = field(default=2, metadata=envmod.env_names("RINGLEADER_CRASH_LIMIT"))
 
     def __post_init__(self) -> None:
         after = self.started_status_after
         _check_number("started_status_after", after, "seconds >= 0", lambda v: v >= 0)
         for name in ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration"):
             _check_number(name, getattr(self, name), "seconds > 0", lambda v: v > 0)
-        for name in ("max_outstanding", "fetch_batch", "record_window"):
+        for name in ("max_outstanding", "fetch_batch", "record_window", "crash_limit"):
             _check_int(name, getattr(self, name), 1)
         if not isinstance(self.events, bool):
             raise ConfigError(f"events must be a bool, got {self.events!r}", setting="events")

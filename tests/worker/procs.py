@@ -239,6 +239,24 @@ def executions(redis_url: str, namespace: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
+def run_log(redis_url: str, namespace: str) -> list[str]:
+    """The counting app's "task_id pid attempt wall_time" lines, oldest first."""
+    r: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    return [line.decode() for line in r.lrange(f"{namespace}:log", 0, -1)]
+
+
+def end_offset(bootstrap: str, topic: str, partition: int) -> int:
+    """The partition's high watermark: the offset the next record gets."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-wm-{uuid.uuid4().hex}"})
+    try:
+        _, high = c.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=10, cached=False
+        )
+    finally:
+        c.close()
+    return int(high)
+
+
 def completed_ids(redis_url: str, namespace: str, ids: Sequence[str]) -> list[bool]:
     """Which tasks have a completion record (the result store's `done` key)."""
     from ringleader.worker.results import ResultStore

@@ -14,7 +14,7 @@ from ringleader.worker.book import Fetched
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.pool import Finished, Flusher, HandlerPool, RecordWindow
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
-from ringleader.worker.results import CompletionWrite, Status
+from ringleader.worker.results import CompletionWrite, RetryWrite, RunOf, Status
 
 
 class HeldStore:
@@ -30,11 +30,14 @@ class HeldStore:
         statuses: Sequence[tuple[str, Status]],
         writes: Sequence[CompletionWrite],
         ttl: float,
-    ) -> tuple[list[bool], list[bool]]:
+        *,
+        retries: Sequence[RetryWrite] = (),
+        run: RunOf | None = None,
+    ) -> tuple[list[bool], list[bool], list[bool]]:
         self.gate.wait()
         self.calls += 1
         self.written += [w.task_id for w in writes]
-        return [True] * len(statuses), [True] * len(writes)
+        return [True] * len(statuses), [True] * len(writes), [True] * len(retries)
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -103,7 +103,7 @@ def test_ttl_applied(client: redis.Redis[bytes], store: ResultStore) -> None:
     t = tid()
     store.set_status(t, Status.STARTED, ttl=30)
     store.record_completion(t, 1, ttl=100)
-    done, status, notify = store._keys(t)
+    done, status, notify, _ = store._keys(t)
     for key in (done, notify):
         assert 90_000 < client.pttl(key) <= 100_000
     # The status key is not rewritten on completion (the record answers get_status); it
@@ -257,13 +257,13 @@ def test_batch_write_is_once_only_and_survives_a_script_flush(
     store = ResultStore(client, prefix)
     try:
         a, b, c = tid(), tid(), tid()
-        assert store.write([], [], ttl=60) == ([], [])
+        assert store.write([], [], ttl=60) == ([], [], [])
         flags = store.write(
             [(c, Status.STARTED)],
             [CompletionWrite(a, packed=msgpack.packb(1)), CompletionWrite(b, error_type="E")],
             ttl=60,
         )
-        assert flags == ([True], [True, True])
+        assert flags == ([True], [True, True], [])
         assert store.get_status(c) is Status.STARTED
         assert store.get_status(a) is Status.SUCCEEDED and store.wait_result(a, 1).value() == 1
         assert store.get_status(b) is Status.DEAD_LETTERED
@@ -273,7 +273,7 @@ def test_batch_write_is_once_only_and_survives_a_script_flush(
             [CompletionWrite(a, packed=msgpack.packb(2)), CompletionWrite(c, packed=b"\xc0")],
             ttl=60,
         )
-        assert flags == ([False], [False, True])
+        assert flags == ([False], [False, True], [])
         first = store.get_completion(a)
         assert first is not None and first.value() == 1
         assert store.get_status(a) is Status.SUCCEEDED

@@ -69,3 +69,24 @@ def spin(ctx: TaskContext, seconds: float) -> float:
         for i in range(10_000):
             x += i
     return seconds
+
+
+@app.task(name="die", bind=True, retries=3)
+def die(ctx: TaskContext) -> None:
+    """Kill the worker process running it (a poison task: a segfault, an OOM kill)."""
+    _record(ctx)
+    os._exit(1)
+
+
+@app.task(name="always_fails", bind=True, retries=2, backoff=Backoff(initial=1.5, jitter=0.0))
+def always_fails(ctx: TaskContext) -> None:
+    _record(ctx)
+    raise RuntimeError(f"attempt {ctx.attempt} fails on purpose")
+
+
+@app.task(name="fails_once_slowly", bind=True, retries=1, backoff=Backoff(initial=30, jitter=0.0))
+def fails_once_slowly(ctx: TaskContext) -> int:
+    _record(ctx)
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails; the retry waits 30 s")
+    return ctx.attempt

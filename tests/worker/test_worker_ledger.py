@@ -1,0 +1,134 @@
+"""The task ledger's scripts against a real Redis: starts, crashes, durable attempts, the
+delayed set, and the flusher's write ending runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import msgpack
+import pytest
+import redis
+
+from ringleader.worker.ledger import DelayedSet, TaskLedger, Verdict, new_incarnation, running
+from ringleader.worker.results import CompletionWrite, ResultStore, RetryWrite, RunOf, Status
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    c: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def prefix(client: redis.Redis[bytes]) -> Iterator[str]:
+    p = f"test-ledger-{uuid.uuid4().hex}"
+    yield p
+    keys = list(client.scan_iter(match=f"{p}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def worker(client: redis.Redis[bytes], prefix: str, wid: str, limit: int = 2) -> TaskLedger:
+    ledger = TaskLedger(
+        client, prefix, worker_id=wid, incarnation=new_incarnation(), crash_limit=limit, ttl=60
+    )
+    ledger.beat(30)
+    return ledger
+
+
+def run_of(ledger: TaskLedger) -> RunOf:
+    return RunOf(ledger.start_field, ledger.running_key)
+
+
+def crash(client: redis.Redis[bytes], ledger: TaskLedger) -> None:
+    """The process dies: its alive key lapses, its starts stay."""
+    client.delete(ledger.alive_key)
+
+
+def test_a_start_of_a_dead_process_is_a_crash_and_the_limit_quarantines(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    w1, w2, w3 = (worker(client, prefix, f"w{i}") for i in (1, 2, 3))
+    first = w1.begin("t1", "boom", 1, 100.0)
+    assert first.verdict is Verdict.RUN and first.attempt == 1 and first.crashes == ()
+    assert [r.task_id for r in running(client, prefix, "w1")] == ["t1"]
+    crash(client, w1)
+    # A suspect: it begins only alone (no other run in progress), and nothing is recorded
+    # until then.
+    suspect = w2.begin("t1", "boom", 1, 105.0)
+    assert suspect.verdict is Verdict.SUSPECT and len(suspect.crashes) == 1
+    assert running(client, prefix, "w2") == []
+    second = w2.begin("t1", "boom", 1, 110.0, alone=True)
+    assert second.verdict is Verdict.RUN and second.attempt == 1  # a crash is no failed run
+    assert [(c.worker_id, c.at) for c in second.crashes] == [("w1", 100.0)]
+    crash(client, w2)
+    third = w3.begin("t1", "boom", 1, 120.0, alone=True)
+    assert third.verdict is Verdict.QUARANTINE
+    assert sorted(c.worker_id for c in third.crashes) == ["w1", "w2"]
+
+
+def test_a_run_in_progress_on_a_live_worker_makes_others_wait(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    w1, w2 = worker(client, prefix, "w1"), worker(client, prefix, "w2")
+    assert w1.begin("t1", "long", 1, 1.0).verdict is Verdict.RUN
+    assert w2.begin("t1", "long", 1, 2.0).verdict is Verdict.WAIT
+    # It completes on w1: the copy elsewhere is done, not run again.
+    store = ResultStore(client, prefix)
+    write = CompletionWrite("t1", packed=msgpack.packb(7), at=3.0, worker_id="w1")
+    assert store.write([], [write], 60, run=run_of(w1))[1] == [True]
+    assert running(client, prefix, "w1") == []
+    assert w2.begin("t1", "long", 1, 4.0).verdict is Verdict.DONE
+
+
+def test_a_retry_counts_once_parks_the_next_attempt_and_stales_old_copies(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    w1 = worker(client, prefix, "w1")
+    store = ResultStore(client, prefix)
+    delayed = DelayedSet(client, prefix)
+    assert w1.begin("t1", "flaky", 1, 10.0).verdict is Verdict.RUN
+    retry = RetryWrite("t1", due=15.0, envelope=b"env-2", partition=3)
+    assert store.write([], [], 60, retries=[retry], run=run_of(w1))[2] == [True]
+    # The same write again (its reply was lost): the failed run is not counted twice.
+    assert store.write([], [], 60, retries=[retry], run=run_of(w1))[2] == [True]
+    assert store.get_status("t1") is Status.RETRYING
+    assert delayed.due(14.9, 10) == []
+    (item,) = delayed.due(15.0, 10)
+    assert (item.task_id, item.partition, item.envelope) == ("t1", 3, b"env-2")
+    # A redelivered copy of attempt 1 already ran; attempt 2 is the next one.
+    assert w1.begin("t1", "flaky", 1, 16.0).verdict is Verdict.STALE
+    nxt = w1.begin("t1", "flaky", 2, 16.0)
+    assert nxt.verdict is Verdict.RUN and nxt.attempt == 2
+    assert delayed.moved(item) and len(delayed) == 0
+
+
+def test_moved_keeps_an_entry_parked_again_meanwhile(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    w1 = worker(client, prefix, "w1")
+    store, delayed = ResultStore(client, prefix), DelayedSet(client, prefix)
+    w1.begin("t1", "flaky", 1, 1.0)
+    store.write([], [], 60, retries=[RetryWrite("t1", 2.0, b"a2", 0)], run=run_of(w1))
+    (old,) = delayed.due(5.0, 10)
+    w1.begin("t1", "flaky", 2, 3.0)
+    store.write([], [], 60, retries=[RetryWrite("t1", 9.0, b"a3", 0)], run=run_of(w1))
+    assert not delayed.moved(old)
+    (new,) = delayed.due(9.0, 10)
+    assert new.envelope == b"a3"
+
+
+def test_parking_ends_the_run_and_a_retire_leaves_no_crash(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    w1, w2 = worker(client, prefix, "w1"), worker(client, prefix, "w2")
+    store = ResultStore(client, prefix)
+    w1.begin("t1", "calls-downstream", 1, 1.0)
+    store.write([("t1", Status.UNSCHEDULABLE)], [], 60, run=run_of(w1))
+    w1.retire()
+    again = w2.begin("t1", "calls-downstream", 1, 2.0)
+    assert again.verdict is Verdict.RUN and again.crashes == ()

@@ -1,0 +1,90 @@
+"""The ledger keeper thread: keeps this worker process known to be alive, and — on the group
+leader only — puts retries that are due back on the task topic.
+
+A retry waits in Redis (`worker.ledger.DelayedSet`), not in a worker's memory, so its
+partition's offsets are committed past it and its worker may die meanwhile. Moving it back
+is produce first, forget second: a leader that dies between the two leaves it in the set,
+and the next leader produces it again; the copy that arrives second finds the attempt
+already run (or running) when it begins, and is skipped (`Verdict.STALE`/`WAIT`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from ringleader.worker.ledger import DelayedSet, TaskLedger
+from ringleader.worker.producers import WorkerProducers
+
+log = logging.getLogger("ringleader.worker.keeper")
+
+MOVE_INTERVAL = 0.5  # seconds between looks at the delayed set (a retry's extra latency)
+MOVE_BATCH = 500
+
+
+class LedgerKeeper:
+    def __init__(
+        self,
+        ledger: TaskLedger,
+        delayed: DelayedSet,
+        producers: WorkerProducers,
+        *,
+        topic: str,
+        partitions: int,
+        is_leader: Callable[[], bool],
+        alive_ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ledger = ledger
+        self._delayed = delayed
+        self._producers = producers
+        self._topic = topic
+        self._partitions = partitions
+        self._is_leader = is_leader
+        self._alive_ttl = alive_ttl
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ringleader-keeper", daemon=True)
+
+    def start(self) -> None:
+        # Alive before the first task can begin: a start of a process not known to be alive
+        # would count as a crash to any worker that looked.
+        self._ledger.beat(self._alive_ttl)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        beat_every = max(0.2, min(1.0, self._alive_ttl / 4))
+        next_beat = time.monotonic() + beat_every
+        while not self._stop.wait(min(MOVE_INTERVAL, beat_every)):
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    self._ledger.beat(self._alive_ttl)
+                    next_beat = now + beat_every
+                if self._is_leader():
+                    self.move_due()
+            except redis.RedisError as e:
+                log.warning("ledger upkeep failed: %s", e)
+
+    def move_due(self) -> int:
+        """Put due retries back on their partitions; returns how many moved."""
+        due = self._delayed.due(self._clock(), MOVE_BATCH)
+        if not due:
+            return 0
+        records = [(d.partition % self._partitions, d.envelope) for d in due]
+        acked = self._producers.tasks(self._topic, records, timeout=10.0)
+        moved = 0
+        for item, ok in zip(due, acked, strict=True):
+            if ok:
+                self._delayed.moved(item)
+                moved += 1
+        log.debug("moved %d due retries back to %s", moved, self._topic)
+        return moved
