@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ringleader import env as envmod
 from ringleader.errors import ConfigError
+from ringleader.redisurl import check_redis_url
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class RegistrySettings:
     socket_timeout: float = field(default=2.0, metadata=envmod.env_names())
 
     def __post_init__(self) -> None:
+        check_redis_url(self.redis_url, setting="redis_url")
         if not self.prefix:
             raise ConfigError("registry prefix must not be empty", setting="prefix")
         if (

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping
 from types import FrameType
 
-from ringleader.coordinator.errors import ConfigError
+from ringleader.errors import ConfigError
 from ringleader.worker.app import App
 from ringleader.worker.settings import AppSettings
 
@@ -30,8 +30,11 @@ EXIT_FATAL = 1
 EXIT_CONFIG = 2
 
 
-class AppRefError(ValueError):
-    """MODULE:APP does not name an App."""
+class AppRefError(ConfigError):
+    """MODULE:APP does not name an App (a configuration error: exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, setting="app")
 
 
 def load_app(app_ref: str) -> App:
@@ -91,7 +94,7 @@ def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | No
     try:
         app = load_app(app_ref)
         worker = Worker(app, worker_id=worker_id, concurrency=concurrency)
-    except (AppRefError, ConfigError) as e:
+    except ConfigError as e:  # AppRefError too
         print(f"ringleader worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
 

@@ -11,11 +11,11 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from ringleader import env as envmod
 from ringleader.coordinator.settings import MemberSettings
 from ringleader.errors import ConfigError
+from ringleader.redisurl import check_redis_url
 from ringleader.worker.envelope import DEFAULT_MAX_PAYLOAD
 from ringleader.worker.routing import MAX_NAMESPACE_LEN
 
@@ -151,7 +151,7 @@ class AppSettings:
     def __post_init__(self) -> None:
         _check_namespace(self.namespace)
         _check_bootstrap(self.bootstrap)
-        _check_redis_url(self.redis)
+        check_redis_url(self.redis)
         _check_int("partitions", self.partitions, 1, 100_000)
         _check_int("concurrency", self.concurrency, 1, 10_000)
         _check_int("max_payload_bytes", self.max_payload_bytes, 64, 2**31 - 1)
@@ -239,18 +239,6 @@ def _check_bootstrap(value: object) -> None:
             )
 
 
-def _check_redis_url(value: object) -> None:
-    if not isinstance(value, str):
-        raise ConfigError(f"redis must be a URL, got {value!r}", setting="redis")
-    parts = urlsplit(value)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(
-            f"redis must be a redis://, rediss:// or unix:// URL, got {value!r}", setting="redis"
-        )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(f"redis URL has no host: {value!r}", setting="redis")
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """Runtime knobs of a worker process (RINGLEADER_WORKER_<FIELD> in the environment)."""
@@ -275,11 +263,18 @@ class WorkerSettings:
     # A task whose runs died with their worker this many times is dead-lettered, not run
     # again (DESIGN.md's RINGLEADER_CRASH_LIMIT).
     crash_limit: int = field(default=2, metadata=envmod.env_names("RINGLEADER_CRASH_LIMIT"))
+    # Redis unanswered this long while holding partitions: the worker leaves the group (the
+    # others take them; it cannot record completions) and rejoins once Redis answers again.
+    redis_grace: float = 5.0
+    # At start: how long the broker and Redis may take to answer before the worker gives up
+    # (exit 3) instead of joining the group.
+    preflight_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         after = self.started_status_after
         _check_number("started_status_after", after, "seconds >= 0", lambda v: v >= 0)
-        for name in ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration"):
+        seconds = ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration")
+        for name in (*seconds, "redis_grace", "preflight_timeout"):
             _check_number(name, getattr(self, name), "seconds > 0", lambda v: v > 0)
         for name in ("max_outstanding", "fetch_batch", "record_window", "crash_limit"):
             _check_int(name, getattr(self, name), 1)

@@ -1,0 +1,69 @@
+"""Validation of Redis URLs for every settings class (App, worker, registry).
+
+A URL is checked when the settings are built, by the parser the connection will use
+(redis-py's `parse_url`), so a bad port, database or query option is a `ConfigError` naming
+the setting, not a `ValueError` traceback when the first connection is made. Messages never
+show the password: a URL may carry one (`redis://user:secret@host`).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.connection import parse_url
+
+from ringleader.errors import ConfigError
+
+__all__ = ["check_redis_url", "redact"]
+
+_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`: safe for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def check_redis_url(value: object, *, setting: str = "redis") -> None:
+    """Raise ConfigError (with `setting`) unless `value` is a Redis URL redis-py accepts."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{setting} must be a URL, got {type(value).__name__}", setting=setting)
+    shown = redact(value)
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for "host:notaport" or a port out of range
+    except ValueError as e:
+        raise ConfigError(
+            f"{setting} {shown!r} is not a valid Redis URL: {e}", setting=setting
+        ) from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(
+            f"{setting} must be a redis://, rediss:// or unix:// URL, got {shown!r}",
+            setting=setting,
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"{setting} {shown!r} is not a valid Redis URL: no host", setting=setting)
+    if port == 0:
+        raise ConfigError(f"{setting} {shown!r} is not a valid Redis URL: port 0", setting=setting)
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        # redis-py would silently use database 0 for "/x".
+        raise ConfigError(
+            f"{setting} {shown!r} is not a valid Redis URL: the database must be a number "
+            "(redis://host:port/N)",
+            setting=setting,
+        )
+    try:
+        parse_url(value)  # the database number and query options, as the connection reads them
+    except ValueError as e:
+        raise ConfigError(
+            f"{setting} {shown!r} is not a valid Redis URL: {e}", setting=setting
+        ) from None
