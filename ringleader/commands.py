@@ -9,6 +9,7 @@ Exit codes (for scripts):
   2  usage: bad arguments, bad JSON, bad configuration, a task that cannot be sent
   3  the broker or Redis could not be reached (or refused the submission)
   4  timed out waiting for a result (submit --wait --timeout)
+  5  worker --processes N: the children kept dying (the supervisor's crash-loop bound)
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("app", metavar="MODULE:APP", help="where the App is, e.g. myproj.tasks:app")
     p.add_argument("--id", dest="worker_id", help="worker id (default: host-pid)")
     p.add_argument("--concurrency", type=_positive_int, help="handler threads")
+    p.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        help="worker processes (default 1); N > 1 runs a supervisor that restarts dead "
+        "ones, ids <id>-0 .. <id>-N-1 (exits 5 when they keep dying)",
+    )
     p.set_defaults(func=run_worker_cmd)
 
     p = sub.add_parser(
@@ -138,6 +146,10 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
         value = getattr(args, opt)
         if value is not None:
             os.environ[var] = value
+    if args.processes > 1:
+        from ringleader.supervisor import run_supervisor
+
+        return run_supervisor(args.app, args.worker_id, args.concurrency, args.processes)
     from ringleader.worker.run import run_worker  # imported late: it pulls in the whole runtime
 
     return run_worker(args.app, args.worker_id, args.concurrency)
