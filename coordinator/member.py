@@ -43,6 +43,8 @@ from ringleader.coordinator.messages import (
     Leave,
     LeaveResponse,
     LocalCommand,
+    Pause,
+    Resume,
     Revoke,
     Start,
     State,
@@ -108,6 +110,7 @@ class Member:
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._closing = False
+        self._controls: deque[Pause | Resume] = deque()  # from pause()/resume(), for the thread
         self._thread: threading.Thread | None = None
         # Snapshot for other threads (guarded by _lock).
         self._generation = -1
@@ -118,6 +121,7 @@ class Member:
         self._state = State.UNJOINED
         self._lease_until = float("-inf")
         self._fatal: str | None = None
+        self._pause_reason: str | None = None
 
     # ---- public API ------------------------------------------------------------------
 
@@ -137,6 +141,26 @@ class Member:
         self._io.abort()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def pause(self, reason: str) -> None:
+        """Leave the group (on_revoked returns first) and stay out until `resume()`: for a
+        worker that cannot serve partitions now. Before `start()`, the member never joins
+        until resumed. Returns at once; the member thread does the leaving."""
+        with self._lock:
+            self._controls.append(Pause(self._clock(), reason))
+        self._wake.set()
+
+    def resume(self) -> None:
+        """Rejoin the group after `pause()` (nothing happens when not paused)."""
+        with self._lock:
+            self._controls.append(Resume(self._clock()))
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        """Out of the group (or leaving it) because of `pause()`."""
+        with self._lock:
+            return self._pause_reason is not None
 
     @property
     def generation(self) -> int:
@@ -231,6 +255,14 @@ class Member:
                 kept = [c for c in queue if isinstance(c, LocalCommand)]
                 queue = deque(kept + self._handle(Leave(self._clock())))
                 left = True
+            elif not left and (control := self._next_control()) is not None:
+                if isinstance(control, Pause):
+                    # Like close: a pending request is abandoned, local commands are kept.
+                    log.warning("leaving the group until resumed: %s", control.reason)
+                    queue = deque([c for c in queue if isinstance(c, LocalCommand)])
+                else:
+                    log.warning("rejoining the group")
+                queue.extend(self._handle(control))
             if queue:
                 event = self._step(queue.popleft())
                 if event is not None:
@@ -245,9 +277,14 @@ class Member:
                 self._wake.clear()
             queue.extend(self._handle(Tick(self._clock())))
 
+    def _next_control(self) -> Pause | Resume | None:
+        with self._lock:
+            return self._controls.popleft() if self._controls else None
+
     def _handle(self, event: Event) -> list[Command]:
         cmds = self._sm.handle(event)
         with self._changed:
+            self._pause_reason = self._sm.pause_reason
             self._member_id = self._sm.member_id
             self._leader_id = self._sm.leader_id
             self._state = self._sm.state

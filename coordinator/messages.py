@@ -23,7 +23,8 @@ class State(enum.Enum):
     AWAITING_SYNC = "awaiting-sync"  # SyncGroup in flight
     READING_ASSIGNMENT = "reading-assignment"  # reading the committed assignment log
     STABLE = "stable"  # holding a committed generation; heartbeating
-    LEAVING = "leaving"  # LeaveGroup in flight
+    LEAVING = "leaving"  # LeaveGroup in flight (closing, or pausing)
+    PAUSED = "paused"  # out of the group on request (Pause) until Resume; holds nothing
     CLOSED = "closed"
     FENCED = "fenced"  # terminal: fenced for good (static id taken) or a fatal error
 
@@ -142,6 +143,22 @@ class Leave:
     now: float
 
 
+@dataclass(frozen=True)
+class Pause:
+    """Leave the group (revoking first) and stay out until `Resume`: the worker cannot serve
+    partitions now (e.g. Redis is unreachable). Any request in flight has been abandoned."""
+
+    now: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Rejoin after a `Pause`."""
+
+    now: float
+
+
 Event = (
     Start
     | Tick
@@ -154,6 +171,8 @@ Event = (
     | LeaveResponse
     | RequestFailed
     | Leave
+    | Pause
+    | Resume
 )
 
 # ---- commands (out) ----------------------------------------------------------------------

@@ -1,0 +1,280 @@
+"""The membership machine's state and how it takes the answers to its requests.
+
+`coordinator.membership.Membership` is the machine (its one entry point, the controls start,
+leave, pause and resume, self-fencing and the choice of the next request); this base holds
+the state they share and the reactions to each response (join, sync, assignment read,
+heartbeat, leave, a failed request), so each module stays one concern under 400 lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ringleader.coordinator.errors import COORDINATOR_MOVED, ErrorCode, RingleaderError
+from ringleader.coordinator.messages import (
+    FATAL_ERRORS,
+    Assign,
+    AssignmentCommitted,
+    AssignmentRead,
+    Command,
+    CoordinatorFound,
+    Event,
+    Fenced,
+    HeartbeatResponse,
+    JoinResponse,
+    LeaveResponse,
+    ReadAssignment,
+    Request,
+    RequestFailed,
+    Revoke,
+    RunAssignment,
+    SendSync,
+    State,
+    SyncResponse,
+)
+from ringleader.coordinator.settings import MemberSettings
+
+
+class MembershipProtocolError(RingleaderError):
+    """The I/O layer fed an event the machine cannot be in a position to receive."""
+
+
+class MembershipCore:
+    """State of one member in one group, and its reactions to request answers."""
+
+    def __init__(self, settings: MemberSettings) -> None:
+        self.settings = settings
+        self.state = State.UNJOINED
+        self.member_id = ""
+        self.generation = -1
+        self.leader_id = ""
+        self.protocol_name: str | None = None
+        self.assigned: tuple[int, ...] | None = None  # None: holds nothing
+        self._members: Mapping[str, bytes] = {}
+        self._coordinator_known = False
+        self._inflight: Request | None = None
+        self._wake_at = 0.0  # backoff: no new request before this
+        self._last_contact = float("-inf")  # sent_at of the last successful request
+        self._next_heartbeat = float("inf")
+        self._rejoin_reason = "start"
+        self._closing = False  # Leave was fed: a LeaveGroup ends in CLOSED
+        self._pause_reason: str | None = None  # set by Pause, cleared by Resume
+
+    @property
+    def is_leader(self) -> bool:
+        return bool(self.member_id) and self.member_id == self.leader_id
+
+    @property
+    def fence_deadline(self) -> float:
+        """When a member holding partitions revokes them if no heartbeat succeeded."""
+        s = self.settings
+        return self._last_contact + s.session_timeout - s.fence_margin
+
+    # ---- answers ---------------------------------------------------------------------
+
+    def _expect(self, kind: Request, ev: object) -> None:
+        if self._inflight != kind:
+            raise MembershipProtocolError(
+                f"{type(ev).__name__} while {self._inflight and self._inflight.name} "
+                f"is in flight (state {self.state.name})"
+            )
+        self._inflight = None
+
+    def _response(self, ev: Event, out: list[Command]) -> None:
+        if isinstance(ev, CoordinatorFound):
+            self._expect(Request.FIND, ev)
+            self._coordinator_known = True
+            if self.state == State.FINDING_COORDINATOR:
+                self.state = State.JOINING
+            elif self.state == State.STABLE:
+                self._next_heartbeat = ev.now  # tell the new coordinator we are alive now
+        elif isinstance(ev, JoinResponse):
+            self._expect(Request.JOIN, ev)
+            self._on_join(ev, out)
+        elif isinstance(ev, AssignmentCommitted):
+            self._expect(Request.ASSIGN, ev)
+            if ev.generation != self.generation:
+                raise MembershipProtocolError(
+                    f"assignment of generation {ev.generation} committed, in {self.generation}"
+                )
+            self.state = State.AWAITING_SYNC
+            self._inflight = Request.SYNC
+            out.append(self._sync({m: ev.blob for m in self._members}))
+        elif isinstance(ev, SyncResponse):
+            self._expect(Request.SYNC, ev)
+            self._on_sync(ev, out)
+        elif isinstance(ev, AssignmentRead):
+            self._expect(Request.READ, ev)
+            self._on_read(ev, out)
+        elif isinstance(ev, HeartbeatResponse):
+            self._expect(Request.HEARTBEAT, ev)
+            self._on_heartbeat(ev, out)
+        elif isinstance(ev, LeaveResponse):
+            self._expect(Request.LEAVE, ev)
+            self._left(ev.now)
+        elif isinstance(ev, RequestFailed):
+            self._expect(ev.request, ev)
+            self._on_failed(ev, out)
+        else:  # pragma: no cover - Event is a closed union
+            raise MembershipProtocolError(f"unknown event {ev!r}")
+
+    def _on_join(self, ev: JoinResponse, out: list[Command]) -> None:
+        err = ev.error
+        if err == ErrorCode.NONE:
+            self.member_id = ev.member_id
+            self.generation = ev.generation
+            self.leader_id = ev.leader
+            self.protocol_name = ev.protocol_name
+            self._last_contact = ev.sent_at
+            if self.is_leader:
+                self._members = dict(ev.members)
+                if self.member_id not in self._members:
+                    raise MembershipProtocolError("leader's JoinResponse does not list the leader")
+                self.state = State.ASSIGNING
+                self._inflight = Request.ASSIGN
+                out.append(RunAssignment(ev.generation, self.member_id, self._members))
+            else:
+                self._members = {}
+                self.state = State.AWAITING_SYNC
+                self._inflight = Request.SYNC
+                out.append(self._sync({}))
+        elif err == ErrorCode.MEMBER_ID_REQUIRED:
+            self.member_id = ev.member_id
+            self._rejoin(out, ev.now, "member id assigned", backoff=False)
+        elif err == ErrorCode.UNKNOWN_MEMBER_ID:
+            self.member_id = ""
+            self._rejoin(out, ev.now, "unknown member id", backoff=False)
+        elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
+            self._rejoin(out, ev.now, err.name.lower(), backoff=False)
+        else:
+            self._on_common_error(err, ev.now, out, "JoinGroup")
+
+    def _on_sync(self, ev: SyncResponse, out: list[Command]) -> None:
+        err = ev.error
+        if err == ErrorCode.NONE:
+            if not ev.assignment:
+                self._rejoin(out, ev.now, "empty assignment from leader", backoff=True)
+                return
+            self._last_contact = max(self._last_contact, ev.sent_at)
+            self.state = State.READING_ASSIGNMENT
+            self._inflight = Request.READ
+            out.append(ReadAssignment(self.generation, self.member_id, ev.assignment))
+        elif err == ErrorCode.UNKNOWN_MEMBER_ID:
+            self.member_id = ""
+            self._rejoin(out, ev.now, "unknown member id", backoff=False)
+        elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
+            self._rejoin(out, ev.now, err.name.lower(), backoff=False)
+        else:
+            self._on_common_error(err, ev.now, out, "SyncGroup")
+
+    def _on_read(self, ev: AssignmentRead, out: list[Command]) -> None:
+        if ev.generation != self.generation:
+            raise MembershipProtocolError(
+                f"read assignment of generation {ev.generation}, joined {self.generation}"
+            )
+        if ev.partitions is None:
+            self._rejoin(out, ev.now, "assignment missing or inconsistent", backoff=True)
+            return
+        if ev.now >= self.fence_deadline:
+            # Reading took so long the broker may already have moved on: never claim it.
+            self._rejoin(out, ev.now, "session lapsed while reading the assignment", backoff=False)
+            return
+        self.state = State.STABLE
+        self.assigned = tuple(ev.partitions)
+        self._next_heartbeat = self._last_contact + self.settings.heartbeat_interval
+        out.append(Assign(self.generation, self.assigned))
+
+    def _on_heartbeat(self, ev: HeartbeatResponse, out: list[Command]) -> None:
+        err = ev.error
+        s = self.settings
+        if self.state != State.STABLE:
+            return  # the member fenced itself while this heartbeat was in flight
+        if err == ErrorCode.NONE:
+            self._last_contact = max(self._last_contact, ev.sent_at)
+            self._next_heartbeat = ev.sent_at + s.heartbeat_interval
+        elif err == ErrorCode.UNKNOWN_MEMBER_ID:
+            self.member_id = ""
+            self._rejoin(out, ev.now, "unknown member id", backoff=False)
+        elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
+            self._rejoin(out, ev.now, err.name.lower(), backoff=False)
+        elif err in COORDINATOR_MOVED:
+            # Keep the partitions: the session may still be alive at the new coordinator.
+            # The fence deadline guards the case where it is not.
+            self._coordinator_known = False
+            self._wake_at = ev.now + s.retry_backoff
+        elif err in FATAL_ERRORS:
+            self._fatal(out, f"Heartbeat: {err.name}")
+        else:
+            self._next_heartbeat = ev.now + s.retry_backoff
+
+    def _on_failed(self, ev: RequestFailed, out: list[Command]) -> None:
+        s = self.settings
+        kind = ev.request
+        reason = f"{kind.value} failed: {ev.reason}" if ev.reason else f"{kind.value} failed"
+        if kind == Request.FIND:
+            self._wake_at = ev.now + s.retry_backoff
+        elif kind == Request.HEARTBEAT:
+            self._coordinator_known = False
+            self._wake_at = ev.now + s.retry_backoff
+        elif kind in (Request.JOIN, Request.SYNC):
+            self._coordinator_known = False
+            self._rejoin(out, ev.now, reason, backoff=True)
+        elif kind in (Request.ASSIGN, Request.READ):
+            self._rejoin(out, ev.now, reason, backoff=True)
+        elif kind == Request.LEAVE:
+            self._left(ev.now)  # out either way: the broker drops us when the session ends
+
+    def _on_common_error(self, err: ErrorCode, now: float, out: list[Command], api: str) -> None:
+        if err in COORDINATOR_MOVED:
+            self._coordinator_known = False
+            self._rejoin(out, now, f"{api}: {err.name}", backoff=True)
+        elif err in FATAL_ERRORS:
+            self._fatal(out, f"{api}: {err.name}")
+        else:
+            self._rejoin(out, now, f"{api}: {err.name}", backoff=True)
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _sync(self, assignments: Mapping[str, bytes]) -> SendSync:
+        s = self.settings
+        return SendSync(
+            generation=self.generation,
+            member_id=self.member_id,
+            group_instance_id=s.group_instance_id,
+            protocol_name=self.protocol_name,
+            assignments=assignments,
+            timeout=self._join_timeout(),
+        )
+
+    def _join_timeout(self) -> float:
+        # The coordinator holds JoinGroup/SyncGroup up to the rebalance timeout.
+        s = self.settings
+        return s.rebalance_timeout + s.request_timeout
+
+    def _revoke(self, out: list[Command], reason: str) -> None:
+        if self.assigned is not None:
+            out.append(Revoke(self.assigned, reason))
+            self.assigned = None
+
+    def _rejoin(self, out: list[Command], now: float, reason: str, *, backoff: bool) -> None:
+        """Leave the current generation (revoking first) and join again."""
+        self._revoke(out, reason)
+        self._rejoin_reason = reason
+        self._next_heartbeat = float("inf")
+        self._wake_at = now + self.settings.retry_backoff if backoff else now
+        self.state = State.JOINING if self._coordinator_known else State.FINDING_COORDINATOR
+
+    def _left(self, now: float) -> None:
+        """A LeaveGroup ended: closed, paused, or (resumed meanwhile) joining again afresh."""
+        self.member_id = ""
+        if self._closing:
+            self.state = State.CLOSED
+        elif self._pause_reason is not None:
+            self.state = State.PAUSED
+        else:
+            self._rejoin([], now, "resumed", backoff=False)
+
+    def _fatal(self, out: list[Command], reason: str) -> None:
+        self._revoke(out, reason)
+        self.state = State.FENCED
+        out.append(Fenced(reason, fatal=True))
