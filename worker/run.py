@@ -5,7 +5,9 @@ The worker process's entry stays in the worker package: it loads the user's App 
 `Worker` until a signal, and `worker_env` is the environment contract such a process reads.
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the worker stopped on a fatal error
-(fenced for good, a crashed loop), 2 for a bad app reference or configuration.
+(fenced for good, a crashed loop), 2 for a bad app reference or configuration, 3 when the
+broker or Redis did not answer within RINGLEADER_WORKER_PREFLIGHT_TIMEOUT at start (the
+worker never joined the group). Each is reported in one line on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from types import FrameType
 
-from ringleader.errors import ConfigError
+from ringleader.errors import BrokerUnavailableError, ConfigError, RedisUnavailableError
 from ringleader.worker.app import App
 from ringleader.worker.settings import AppSettings
 
@@ -28,6 +30,7 @@ log = logging.getLogger("ringleader.worker.run")
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
 
 
 class AppRefError(ConfigError):
@@ -109,6 +112,9 @@ def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | No
     except ConfigError as e:
         print(f"ringleader worker: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except (BrokerUnavailableError, RedisUnavailableError) as e:
+        print(f"ringleader worker: cannot start: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     if worker.fatal is not None:
         print(f"ringleader worker: stopped: {worker.fatal}", file=sys.stderr)
         return EXIT_FATAL

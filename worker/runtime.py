@@ -32,6 +32,7 @@ from ringleader.worker.batches import BatchGate
 from ringleader.worker.book import PartitionBook
 from ringleader.worker.committer import OffsetCommitter
 from ringleader.worker.fetcher import BatchStates, Fetcher
+from ringleader.worker.health import RedisProbe, preflight
 from ringleader.worker.keeper import LedgerKeeper
 from ringleader.worker.ledger import DelayedSet, TaskLedger, new_incarnation
 from ringleader.worker.namespace import ensure_topics
@@ -111,6 +112,7 @@ class Worker:
         self._started = False
         self._stopped = False
         self._parts: _Parts | None = None
+        self._probe: RedisProbe | None = None
         self.fatal: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -119,6 +121,8 @@ class Worker:
         if self._started:
             raise RuntimeError("Worker already started")
         self._started = True
+        # Never join a group whose partitions this worker could not serve (exit 3 instead).
+        preflight(self.app.settings, self.settings.preflight_timeout)
         ensure_topics(self.app.settings)
         parts = self._parts = self._build()
         parts.keeper.start()
@@ -127,6 +131,9 @@ class Worker:
         parts.fetcher.start()
         parts.registration.start()
         parts.member.start()
+        # Redis lost for longer than the grace: leave the group until it answers again.
+        self._probe = RedisProbe(self.app.settings.redis, parts.member, self.settings.redis_grace)
+        self._probe.start()
         log.info(
             "worker %s started: namespace %s, %d handler threads, record window %d",
             self.worker_id,
@@ -328,6 +335,8 @@ class Worker:
             return max(1.0, min(cap, deadline - time.monotonic()))
 
         # close() revokes first (our revoke handler drains and commits), then LeaveGroup.
+        if self._probe is not None:
+            self._probe.stop()  # first: it must not resume the member while it closes
         parts.member.close(left())
         parts.fetcher.stop(left())
         self._queue.close()
