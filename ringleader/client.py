@@ -18,6 +18,8 @@ deliveries), `batch.BatchWriter` (2PC batches), `handles` (what a submission ret
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -28,6 +30,7 @@ from ringleader.errors import BrokerUnavailableError, RedisUnavailableError
 from ringleader.handles import BatchHandle, SubmitError, SubmitTimeout, TaskHandle
 from ringleader.packing import TaskSpec, as_spec, idempotent_task_id
 from ringleader.producing import TaskProducer
+from ringleader.worker.errors import ResultGone, ResultTimeout
 from ringleader.worker.results import ResultStore, Status
 from ringleader.worker.routing import Topics
 from ringleader.worker.settings import AppSettings
@@ -37,6 +40,7 @@ __all__ = [
     "BrokerUnavailableError",
     "Client",
     "RedisUnavailableError",
+    "ResultGone",
     "SubmitError",
     "SubmitTimeout",
     "TaskHandle",
@@ -156,18 +160,56 @@ class Client:
         st = self._redis_call(lambda: self.results.get_status(task_id))
         return Status.PENDING if st is None else st
 
-    def result(self, task_id: str, timeout: float | None = None) -> Any:
+    def result(
+        self, task_id: str, timeout: float | None = None, *, acked_at: float | None = None
+    ) -> Any:
+        """The task's result (see `TaskHandle.result`). `acked_at` is when the broker
+        acknowledged the task (time.monotonic of this process): without a timeout, a task Redis
+        knows nothing about more than the result TTL after that raises ResultGone."""
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
                 raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
             completion = self._redis_call(lambda: self.results.wait_result(task_id, timeout))
             return completion.value()
-        while True:
+        store = self.results
+        done = self._redis_call(lambda: store.get_completion(task_id))  # the fast path: one GET
+        while done is None:
+            # Between chunks: a task whose record can no longer appear must not block forever.
+            reason = self._redis_call(lambda: self._gone(task_id, acked_at))
+            if reason is not None:
+                raise ResultGone(task_id, reason)
+            chunk = self._chunk(acked_at)
             try:
-                done = self._redis_call(lambda: self.results.wait_result(task_id, _WAIT_CHUNK))
-            except TimeoutError:
+                done = self._redis_call(functools.partial(store.wait_result, task_id, chunk))
+            except ResultTimeout:
                 continue
-            return done.value()
+        return done.value()
+
+    def _gone(self, task_id: str, acked_at: float | None) -> str | None:
+        """Why no result can appear any more, or None while one still may."""
+        store = self.results
+        if store.get_completion(task_id) is not None:
+            return None
+        status = store.get_status(task_id)
+        if status is Status.DEAD_LETTERED:
+            return "it was dead-lettered without a result record"
+        if status is not None or acked_at is None or store.has_runs(task_id):
+            return None
+        age, ttl = time.monotonic() - acked_at, self.settings.result_ttl
+        if age <= ttl:
+            return None  # not fetched yet, probably
+        return (
+            f"Redis knows nothing of it, {age:.0f}s after it was acknowledged (the result TTL "
+            f"is {ttl:g}s): its record expired, or Redis lost it (results survive a Redis "
+            "restart only with appendonly yes)"
+        )
+
+    def _chunk(self, acked_at: float | None) -> float:
+        # Wake when the task could first count as expired, else every _WAIT_CHUNK seconds.
+        if acked_at is None:
+            return _WAIT_CHUNK
+        left = acked_at + self.settings.result_ttl - time.monotonic()
+        return left + 0.1 if 0 < left < _WAIT_CHUNK else _WAIT_CHUNK
 
     def _redis_call(self, fn: Callable[[], T]) -> T:
         try:

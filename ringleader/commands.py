@@ -23,7 +23,7 @@ from typing import Any
 
 from ringleader.errors import BrokerUnavailableError, ConfigError, RedisUnavailableError
 from ringleader.handles import SubmitError
-from ringleader.worker.errors import EnvelopeError, ResultTimeout, TaskError
+from ringleader.worker.errors import EnvelopeError, ResultGone, ResultTimeout, TaskError
 from ringleader.worker.settings import AppSettings
 
 EXIT_OK = 0
@@ -197,7 +197,7 @@ def _submit(args: argparse.Namespace) -> int:
         print(f"submitted {h.id}", file=sys.stderr, flush=True)
         try:
             value = h.result(timeout=args.timeout)
-        except TaskError as e:
+        except (TaskError, ResultGone) as e:  # ResultGone: it will never have a result
             _err(str(e))
             return EXIT_FAILED
         except ResultTimeout as e:

@@ -3,6 +3,7 @@ names what was acknowledged before the failure."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,13 +25,15 @@ class ResultSource(Protocol):
 
     def status(self, task_id: str) -> Status: ...
 
-    def result(self, task_id: str, timeout: float | None = None) -> Any: ...
+    def result(
+        self, task_id: str, timeout: float | None = None, *, acked_at: float | None = None
+    ) -> Any: ...
 
 
 class TaskHandle:
     """A submitted, acknowledged task: `id`, `status()`, `result(timeout=...)`."""
 
-    __slots__ = ("_source", "id", "name", "partition")
+    __slots__ = ("_source", "acked_at", "id", "name", "partition")
 
     def __init__(
         self, source: ResultSource, task_id: str, name: str, partition: int | None
@@ -40,6 +43,9 @@ class TaskHandle:
         self.name = name
         # The partition of <ns>.tasks: murmur2 of the key, else the client's round robin.
         self.partition = partition
+        # Handles are made once the broker has the record: when it was acknowledged, near
+        # enough (monotonic, this process), to tell a result that expired from one to come.
+        self.acked_at = time.monotonic()
 
     def status(self) -> Status:
         """The stored status; PENDING while no worker has reported on it yet."""
@@ -47,8 +53,14 @@ class TaskHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's return value; raises TaskError if it failed for good, ResultTimeout if
-        nothing arrived within `timeout` seconds (None: wait as long as it takes)."""
-        return self._source.result(self.id, timeout)
+        nothing arrived within `timeout` seconds.
+
+        With no timeout it waits as long as a result may still come, and raises ResultGone
+        when one no longer can: the task was dead-lettered without a result record, or Redis
+        knows nothing of it more than the result TTL after it was acknowledged (its record
+        expired, or a Redis without persistence lost it). A task submitted with a not_before
+        later than the TTL counts as expired too: wait for it with a timeout."""
+        return self._source.result(self.id, timeout, acked_at=self.acked_at)
 
     def __repr__(self) -> str:
         return f"TaskHandle(id={self.id!r}, name={self.name!r})"

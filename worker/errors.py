@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "EnvelopeError",
     "PayloadTooLarge",
+    "ResultGone",
     "ResultTimeout",
     "TaskError",
     "TaskTimeout",
@@ -73,3 +74,14 @@ class ResultTimeout(WorkerError, TimeoutError):
         self.task_id = task_id
         self.timeout = timeout
         super().__init__(f"no result for task {task_id} within {timeout:g}s")
+
+
+class ResultGone(WorkerError):
+    """A task's result can no longer appear, so waiting for it would never end: it was
+    dead-lettered without a result record, or everything Redis knew about it expired (the
+    result TTL passed since it was acknowledged; or Redis lost it without persistence)."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"no result for task {task_id} can appear any more: {reason}")

@@ -359,6 +359,17 @@ class ResultStore:
             raise ResultTimeout(task_id, timeout)
         return _decode(task_id, raw)
 
+    def has_runs(self, task_id: str) -> bool:
+        """Whether a worker left a trace of running it: its run record (attempts, starts) or a
+        retry waiting in the delayed set. With no status and no completion either, nothing
+        about the task is in Redis (never fetched yet, or all of it expired)."""
+        _, _, _, run = self._keys(task_id)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.exists(run)
+        pipe.zscore(self.delayed_key, task_id)
+        exists, score = pipe.execute()
+        return bool(exists) or score is not None
+
     # --- status -------------------------------------------------------------------------------
 
     def set_status(self, task_id: str, status: Status, ttl: float) -> bool:
