@@ -13,9 +13,9 @@ The decisions are pure and take time as an argument (`RestartBackoff`, `CrashLoo
 `Supervisor` is the process I/O around them.
 
 Exit codes: 0 every child stopped cleanly after SIGTERM/SIGINT; 1 a child had to be killed
-or exited non-zero while stopping; 2 bad app reference or configuration (also when a child
-exits 2: restarting cannot fix that); 5 children kept dying (more than `max_deaths` deaths
-within `death_window` seconds).
+or exited non-zero while stopping; 2 bad app reference or configuration, or an app whose
+import raises (also when a child exits 2: restarting cannot fix that); 5 children kept dying
+(more than `max_deaths` deaths within `death_window` seconds).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -374,6 +375,10 @@ def run_supervisor(
         app = load_app(app_ref)
     except (AppRefError, ConfigError) as e:
         print(f"ringleader worker: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception:  # noqa: BLE001 - the user's module raised: every child would too
+        traceback.print_exc()
+        print(f"ringleader worker: importing {app_ref!r} failed (above)", file=sys.stderr)
         return EXIT_CONFIG
     app_settings = app.settings
     app.close()
