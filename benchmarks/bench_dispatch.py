@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +79,31 @@ def raw_consume(bootstrap: str, n: int, partitions: int) -> float:
     return n / dt
 
 
-def worker_env(s: AppSettings, record_window: int | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class Knobs:
+    """What the workers of one measurement are given (None: the workers' default)."""
+
+    record_window: int | None = None
+    crash_limit: int | None = None
+
+    def label(self) -> str:
+        window = self.record_window if self.record_window is not None else "default"
+        quarantine = "off" if self.crash_limit == 0 else "on"
+        return f"record window {window}, crash quarantine {quarantine}"
+
+
+def worker_env(s: AppSettings, knobs: Knobs) -> dict[str, str]:
     env = run.worker_env(s)
     env.update({"RINGLEADER_SESSION_TIMEOUT_MS": "10000", "PYTHONPATH": str(ROOT)})
-    if record_window is not None:  # else the workers' default
-        env["RINGLEADER_WORKER_RECORD_WINDOW"] = str(record_window)
+    if knobs.record_window is not None:
+        env["RINGLEADER_WORKER_RECORD_WINDOW"] = str(knobs.record_window)
+    if knobs.crash_limit is not None:
+        env["RINGLEADER_CRASH_LIMIT"] = str(knobs.crash_limit)
     return env
 
 
 def start_workers(
-    s: AppSettings, count: int, concurrency: int, log_dir: Path, window: int | None
+    s: AppSettings, count: int, concurrency: int, log_dir: Path, knobs: Knobs
 ) -> list[Any]:
     out = []
     for i in range(count):
@@ -99,7 +115,7 @@ def start_workers(
                     *("--concurrency", str(concurrency), "--log-level", "INFO"),
                 ],
                 cwd=ROOT,
-                env=worker_env(s, window),
+                env=worker_env(s, knobs),
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
@@ -158,7 +174,7 @@ def read_events(bootstrap: str, topic: str) -> list[Any]:
     return out
 
 
-def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, window: int | None) -> None:
+def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, knobs: Knobs) -> None:
     ensure_topics(s)
     with Client(settings=s) as client:
         t0 = time.perf_counter()
@@ -167,7 +183,7 @@ def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, window: 
         submit_rate = n / (time.perf_counter() - t0)
     print(f"  backlog submitted: {n} tasks at {submit_rate:,.0f}/s (Client.submit_many)")
     launched = time.monotonic()
-    procs = start_workers(s, 2, concurrency, log_dir, window)
+    procs = start_workers(s, 2, concurrency, log_dir, knobs)
     try:
         done = wait_committed(s, n, 600)
     finally:
@@ -177,16 +193,15 @@ def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, window: 
     succeeded = [e.at for e in events if e.kind is EventKind.SUCCEEDED]
     span = max(succeeded) - min(started)
     print(
-        f"  end to end, 2 worker processes x {concurrency} threads, record window "
-        f"{window if window is not None else 'default'}: "
+        f"  end to end, 2 worker processes x {concurrency} threads, {knobs.label()}: "
         f"{len(succeeded) / span:,.0f} tasks/s ({len(succeeded)} succeeded in {span:.2f}s "
         f"from first start to last completion); launch-to-all-committed {done - launched:.1f}s"
     )
 
 
-def latency(s: AppSettings, concurrency: int, log_dir: Path, window: int | None) -> None:
+def latency(s: AppSettings, concurrency: int, log_dir: Path, knobs: Knobs) -> None:
     ensure_topics(s)
-    procs = start_workers(s, 2, concurrency, log_dir, window)
+    procs = start_workers(s, 2, concurrency, log_dir, knobs)
     try:
         with Client(settings=s) as client:
             # Warm up until a task round-trips (workers joined and assigned).
@@ -285,9 +300,13 @@ def main() -> None:
             partitions=args.partitions,
         )
 
-    end_to_end(settings("e2e"), args.tasks, args.concurrency, log_dir, args.record_window)
+    knobs = Knobs(record_window=args.record_window)
+    end_to_end(settings("e2e"), args.tasks, args.concurrency, log_dir, knobs)
+    # The same with no start record before each run: what crash quarantine costs.
+    off = Knobs(record_window=args.record_window, crash_limit=0)
+    end_to_end(settings("e2e-off"), args.tasks, args.concurrency, log_dir, off)
     if not args.skip_latency:
-        latency(settings("lat"), args.concurrency, log_dir, args.record_window)
+        latency(settings("lat"), args.concurrency, log_dir, knobs)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,14 @@ from ringleader.worker.app import App
 from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
 from ringleader.worker.envelope import DeadLetterRecord, Envelope, EventKind, EventPacker
 from ringleader.worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
-from ringleader.worker.ledger import Begin, TaskLedger, Verdict, describe_crashes
+from ringleader.worker.ledger import (
+    Begin,
+    BeginBatcher,
+    BeginRequest,
+    TaskLedger,
+    Verdict,
+    describe_crashes,
+)
 from ringleader.worker.pool import Finished, Flusher, RecordWindow
 from ringleader.worker.producers import WorkerProducers
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
@@ -125,7 +132,8 @@ class TaskRunner:
         self._book = book
         self._lock = lock
         self._lease = lease
-        self._ledger = ledger
+        self._begins = BeginBatcher(ledger, clock)
+        self._record_starts = ledger.crash_limit > 0
         self._queue = queue
         self._window = window
         self._producers = producers
@@ -260,10 +268,13 @@ class TaskRunner:
         """Record the run's start (durably, before it runs); None when the worker stops or
         the partition is lost while Redis does not answer."""
         env = task.envelope
+        if not self._record_starts:
+            # Quarantine off: the attempt travels in the envelope (a parked retry carries it).
+            return Begin(Verdict.RUN, attempt=env.attempt)
         backoff = 0.05
         while True:
             try:
-                return self._ledger.begin(env.id, env.name, env.attempt, self._clock(), alone=alone)
+                return self._begins.begin(BeginRequest(env.id, env.name, env.attempt, alone))
             except redis.RedisError as e:
                 log.warning("recording the start of %s failed (%s); retrying", env.id, e)
             if self._queue.closed or not self._lease.owns(task.partition):
