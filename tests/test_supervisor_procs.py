@@ -238,8 +238,8 @@ def test_a_poison_task_kills_at_most_crash_limit_children_and_is_named(
         decode_dead_letter(v)
         for v in procs.read_all(settings.bootstrap, topics(settings.namespace).dead_letter)
     ]
-    (rec,) = [r for r in records if getattr(r, "task_id", None) == poison.id]
-    reason: str = rec.reason  # type: ignore[attr-defined]
+    (rec,) = [r for r in records if r.task_id == poison.id]
+    reason = rec.reason
     assert reason.startswith("crashed its worker 2 times")
     assert all(wid in reason for wid in dead_ids), (reason, dead_ids)
     assert procs.executions(settings.redis, settings.namespace)[poison.id] == 2
