@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Client it exports.
 FACADE = {
     "Client", "batch", "cli", "client", "commands", "demo", "demo_app", "groupview", "handles",
-    "local", "packing", "producing", "status", "tail",
+    "local", "packing", "producing", "status", "supervisor", "tail",
 }  # fmt: skip
 
 # What a checkout holds that is not source (see .gitignore): left out of the copy we build from.
