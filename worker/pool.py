@@ -59,10 +59,11 @@ class RecordWindow:
         with self._cond:
             if self._used < n:
                 raise RuntimeError(f"releasing {n} slots, {self._used} taken")
-            full = self._used >= self.size
             self._used -= n
-            if full:
-                self._cond.notify(n)
+            # Always: waking only when the window was full lost wakeups (two releases before
+            # the first woken waiter ran left a waiter asleep beside free slots, holding a
+            # popped task whose offset then never completed).
+            self._cond.notify(n)
 
     @property
     def used(self) -> int:

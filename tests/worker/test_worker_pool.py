@@ -145,3 +145,22 @@ def test_stopping_with_the_store_down_leaves_no_handler_stuck() -> None:
 def test_window_size_must_be_a_positive_integer(size: object) -> None:
     with pytest.raises(ValueError, match="window size"):
         RecordWindow(size)  # type: ignore[arg-type]
+
+
+def test_back_to_back_releases_wake_every_waiter() -> None:
+    window = RecordWindow(2)
+    assert window.acquire() and window.acquire()
+    got: list[int] = []
+    waiters = [
+        threading.Thread(target=lambda i=i: got.append(i) if window.acquire() else None)
+        for i in range(2)
+    ]
+    for t in waiters:
+        t.start()
+    wait_until(lambda: len(window._cond._waiters) == 2)  # type: ignore[attr-defined]
+    window.release()
+    window.release()  # before the first woken waiter can run
+    for t in waiters:
+        t.join(5)
+    window.close()  # frees a waiter left asleep, so a failure does not hang the run
+    assert sorted(got) == [0, 1] and window.used == 2
