@@ -262,7 +262,7 @@ class WorkerSettings:
     lease_duration: float = 15.0
     # A task whose runs died with their worker this many times is dead-lettered, not run
     # again (DESIGN.md's RINGLEADER_CRASH_LIMIT). 0 turns the start records off: no Redis
-    # round trip before each run (short tasks run ~2.5x faster), no quarantine.
+    # round trip before each run (no-op tasks ran ~3x faster, README), no quarantine.
     crash_limit: int = field(default=2, metadata=envmod.env_names("RINGLEADER_CRASH_LIMIT"))
     # Redis unanswered this long while holding partitions: the worker leaves the group (the
     # others take them; it cannot record completions) and rejoins once Redis answers again.
