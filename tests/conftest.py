@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import pytest
+import redis
 
 from ringleader.local import services
 
@@ -75,6 +76,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with _stack(tmp_path_factory, "Redis", redis=True) as stack:
         yield str(stack.redis)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    c: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis[bytes]) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
 
 
 @pytest.fixture(params=["kafka", "tansu"])

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,26 @@ class Workers:
             out.append(f"----- {wp.worker_id} (rc={wp.proc.poll()}) -----")
             out.extend(lines)
         return "\n".join(out)
+
+
+@contextmanager
+def workers_of(
+    settings: AppSettings, log_dir: Path, *, extra: dict[str, str] | None = None
+) -> Iterator[Workers]:
+    """Worker processes for `settings`' namespace; stopped (and their logs printed) after."""
+    env = worker_env(
+        settings.namespace,
+        settings.bootstrap,
+        settings.redis,
+        partitions=settings.partitions,
+        extra=extra,
+    )
+    ws = Workers(env, log_dir)
+    try:
+        yield ws
+    finally:
+        ws.close()
+        print(ws.dump_logs())
 
 
 # --- submitting without the Client ---------------------------------------------------------

@@ -37,15 +37,8 @@ def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
 
 @pytest.fixture
 def workers(settings: AppSettings, tmp_path: Path) -> Iterator[procs.Workers]:
-    env = procs.worker_env(
-        settings.namespace, settings.bootstrap, settings.redis, partitions=PARTITIONS
-    )
-    ws = procs.Workers(env, tmp_path)
-    try:
+    with procs.workers_of(settings, tmp_path) as ws:
         yield ws
-    finally:
-        ws.close()
-        print(ws.dump_logs())
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ delayed set, and the flusher's write ending runs."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import msgpack
 import pytest
 import redis
@@ -17,19 +14,13 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    c: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def client(redis_client: redis.Redis[bytes]) -> redis.Redis[bytes]:
+    return redis_client
 
 
 @pytest.fixture
-def prefix(client: redis.Redis[bytes]) -> Iterator[str]:
-    p = f"test-ledger-{uuid.uuid4().hex}"
-    yield p
-    keys = list(client.scan_iter(match=f"{p}:*"))
-    if keys:
-        client.delete(*keys)
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 def worker(client: redis.Redis[bytes], prefix: str, wid: str, limit: int = 2) -> TaskLedger:

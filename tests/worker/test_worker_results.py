@@ -3,7 +3,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import msgpack
 import pytest
@@ -16,19 +15,13 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    c: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def client(redis_client: redis.Redis[bytes]) -> redis.Redis[bytes]:
+    return redis_client
 
 
 @pytest.fixture
-def store(client: redis.Redis[bytes]) -> Iterator[ResultStore]:
-    prefix = f"test-results-{uuid.uuid4().hex}"
-    yield ResultStore(client, prefix)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+def store(redis_client: redis.Redis[bytes], redis_prefix: str) -> ResultStore:
+    return ResultStore(redis_client, redis_prefix)
 
 
 def tid() -> str:

@@ -47,22 +47,9 @@ def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
 
 @pytest.fixture
 def workers(settings: AppSettings, tmp_path: Path) -> Iterator[procs.Workers]:
-    env = procs.worker_env(
-        settings.namespace,
-        settings.bootstrap,
-        settings.redis,
-        partitions=PARTITIONS,
-        extra={
-            "RINGLEADER_MAX_PAYLOAD_BYTES": str(MAX_PAYLOAD),
-            "RINGLEADER_WORKER_BATCH_TTL": "6",
-        },
-    )
-    ws = procs.Workers(env, tmp_path)
-    try:
+    extra = {"RINGLEADER_MAX_PAYLOAD_BYTES": str(MAX_PAYLOAD), "RINGLEADER_WORKER_BATCH_TTL": "6"}
+    with procs.workers_of(settings, tmp_path, extra=extra) as ws:
         yield ws
-    finally:
-        ws.close()
-        print(ws.dump_logs())
 
 
 @pytest.fixture
