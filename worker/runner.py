@@ -74,7 +74,8 @@ class Isolation:
     def leave(self) -> None:
         with self._cond:
             self._running -= 1
-            self._cond.notify_all()
+            if self._waiting and not self._running:  # only a suspect waits for this
+                self._cond.notify_all()
 
     def enter_alone(self) -> None:
         with self._cond:
