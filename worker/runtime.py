@@ -57,7 +57,6 @@ class _Parts:
     """What `start()` builds, in the order it starts them."""
 
     producers: WorkerProducers
-    store: ResultStore
     consumer: Consumer
     committer: OffsetCommitter
     runner: TaskRunner
@@ -273,7 +272,6 @@ class Worker:
         pool = HandlerPool(self._queue, self.concurrency, runner.run, clock=self._clock)
         return _Parts(
             producers,
-            store,
             consumer,
             committer,
             runner,
