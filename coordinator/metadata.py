@@ -17,6 +17,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 from ringleader.coordinator.errors import RingleaderError
 
 SCHEMA_VERSION = 1
+PROTOCOLS = ("eager", "cooperative")
 
 
 class MetadataDecodeError(RingleaderError, ValueError):
@@ -73,6 +74,14 @@ class MemberMetadata:
     ``held``/``held_generation`` are the partitions of the last generation the member applied
     (``-1``/``()`` when none); ``log_offset`` is how far it has read the assignment log.
     ``labels`` accepts any mapping and is stored as an immutable ``Labels``.
+
+    For cooperative rebalancing (``coordinator.cooperative``): ``protocol`` is the rebalance
+    protocol the member speaks ("cooperative" or "eager"); ``owned`` the partitions it still
+    owns while it joins (kept from the last generation, or being released), which nobody else
+    may be given; ``busy`` how long (whole seconds) the oldest running task of each busy owned
+    partition has run, so moves prefer idle partitions; ``instance_id`` its static
+    ``group.instance.id``; ``leaving`` that it is shutting down and must be given nothing.
+    Older encoders send none of these: their defaults describe an eager member.
     """
 
     worker_id: str
@@ -83,6 +92,11 @@ class MemberMetadata:
     held_generation: int = -1
     held: tuple[int, ...] = ()
     log_offset: int = -1
+    protocol: str = "eager"
+    owned: tuple[int, ...] = ()
+    busy: tuple[tuple[int, int], ...] = ()
+    instance_id: str | None = None
+    leaving: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.worker_id, str) or not self.worker_id:
@@ -97,6 +111,25 @@ class MemberMetadata:
         if any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in held):
             raise ValueError(f"held must be non-negative partition numbers, got {held!r}")
         object.__setattr__(self, "held", held)
+        owned = tuple(self.owned)
+        if any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in owned):
+            raise ValueError(f"owned must be non-negative partition numbers, got {owned!r}")
+        object.__setattr__(self, "owned", owned)
+        busy = tuple(sorted((int(p), int(age)) for p, age in dict(self.busy).items()))
+        object.__setattr__(self, "busy", busy)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+
+    @property
+    def cooperative(self) -> bool:
+        return self.protocol == "cooperative"
+
+    def busy_age(self, partition: int) -> int:
+        """Seconds the oldest running task of `partition` has run (-1: none running)."""
+        for p, age in self.busy:
+            if p == partition:
+                return age
+        return -1
 
     def encode(self) -> bytes:
         """msgpack map with a schema version; never empty."""
@@ -110,6 +143,11 @@ class MemberMetadata:
             "hg": self.held_generation,
             "held": list(self.held),
             "lo": self.log_offset,
+            "rp": self.protocol,
+            "own": list(self.owned),
+            "busy": [list(pa) for pa in self.busy],
+            "iid": self.instance_id,
+            "bye": self.leaving,
         }
         return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -140,6 +178,7 @@ class MemberMetadata:
             held_generation = _req(body, "hg", int)
             held = _req(body, "held", list)
             log_offset = _req(body, "lo", int)
+            coop = _cooperative_fields(body)
             return cls(
                 worker_id=worker_id,
                 capacity=capacity,
@@ -149,6 +188,7 @@ class MemberMetadata:
                 held_generation=held_generation,
                 held=tuple(held),
                 log_offset=log_offset,
+                **coop,
             )
         except MetadataDecodeError:
             raise
@@ -165,3 +205,29 @@ def _req(body: Mapping[str, Any], key: str, typ: type) -> Any:
             f"member metadata field {key!r} must be {typ.__name__}, got {type(val).__name__}"
         )
     return val
+
+
+def _cooperative_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The cooperative-rebalancing keys, each optional (an older member sends none)."""
+    out: dict[str, Any] = {}
+    rp = body.get("rp", "eager")
+    if rp not in PROTOCOLS:
+        raise MetadataDecodeError(f"member metadata field 'rp' must be one of {PROTOCOLS}")
+    out["protocol"] = rp
+    own = body.get("own", [])
+    busy = body.get("busy", [])
+    if not isinstance(own, list) or not isinstance(busy, list):
+        raise MetadataDecodeError("member metadata fields 'own' and 'busy' must be lists")
+    if not all(isinstance(pa, list) and len(pa) == 2 for pa in busy):
+        raise MetadataDecodeError("member metadata field 'busy' must hold [partition, age] pairs")
+    out["owned"] = tuple(own)
+    out["busy"] = tuple((pa[0], pa[1]) for pa in busy)
+    iid = body.get("iid")
+    if iid is not None and not isinstance(iid, str):
+        raise MetadataDecodeError(f"instance id must be a string or nil, got {iid!r}")
+    out["instance_id"] = iid
+    bye = body.get("bye", False)
+    if not isinstance(bye, bool):
+        raise MetadataDecodeError("member metadata field 'bye' must be a boolean")
+    out["leaving"] = bye
+    return out
