@@ -50,6 +50,12 @@ class MembershipCore:
         self.leader_id = ""
         self.protocol_name: str | None = None
         self.assigned: tuple[int, ...] | None = None  # None: holds nothing
+        # Cooperative: partitions revoked with Revoke(wait=False), not yet Released; still
+        # owned (claimed in JoinGroup), never started from.
+        self.releasing: frozenset[int] = frozenset()
+        self.generation_protocol = "eager"  # what the applied generation runs
+        self._rejoin_when_released = False  # a move is pending: rejoin once released
+        self._followup_at = float("inf")  # leader: rejoin then (a reservation expires)
         self._members: Mapping[str, bytes] = {}
         self._coordinator_known = False
         self._inflight: Request | None = None
@@ -93,13 +99,7 @@ class MembershipCore:
             self._on_join(ev, out)
         elif isinstance(ev, AssignmentCommitted):
             self._expect(Request.ASSIGN, ev)
-            if ev.generation != self.generation:
-                raise MembershipProtocolError(
-                    f"assignment of generation {ev.generation} committed, in {self.generation}"
-                )
-            self.state = State.AWAITING_SYNC
-            self._inflight = Request.SYNC
-            out.append(self._sync({m: ev.blob for m in self._members}))
+            self._on_committed(ev, out)
         elif isinstance(ev, SyncResponse):
             self._expect(Request.SYNC, ev)
             self._on_sync(ev, out)
@@ -143,11 +143,23 @@ class MembershipCore:
             self._rejoin(out, ev.now, "member id assigned", backoff=False)
         elif err == ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
-            self._rejoin(out, ev.now, "unknown member id", backoff=False)
+            self._rejoin(out, ev.now, "unknown member id", backoff=False, lost=True)
         elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
-            self._rejoin(out, ev.now, err.name.lower(), backoff=False)
+            lost = err == ErrorCode.ILLEGAL_GENERATION
+            self._rejoin(out, ev.now, err.name.lower(), backoff=False, lost=lost)
         else:
             self._on_common_error(err, ev.now, out, "JoinGroup")
+
+    def _on_committed(self, ev: AssignmentCommitted, out: list[Command]) -> None:
+        if ev.generation != self.generation:
+            raise MembershipProtocolError(
+                f"assignment of generation {ev.generation} committed, in {self.generation}"
+            )
+        self.state = State.AWAITING_SYNC
+        self._inflight = Request.SYNC
+        if ev.followup is not None:
+            self._followup_at = ev.now + ev.followup
+        out.append(self._sync({m: ev.blob for m in self._members}))
 
     def _on_sync(self, ev: SyncResponse, out: list[Command]) -> None:
         err = ev.error
@@ -161,9 +173,10 @@ class MembershipCore:
             out.append(ReadAssignment(self.generation, self.member_id, ev.assignment))
         elif err == ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
-            self._rejoin(out, ev.now, "unknown member id", backoff=False)
+            self._rejoin(out, ev.now, "unknown member id", backoff=False, lost=True)
         elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
-            self._rejoin(out, ev.now, err.name.lower(), backoff=False)
+            lost = err == ErrorCode.ILLEGAL_GENERATION
+            self._rejoin(out, ev.now, err.name.lower(), backoff=False, lost=lost)
         else:
             self._on_common_error(err, ev.now, out, "SyncGroup")
 
@@ -177,11 +190,21 @@ class MembershipCore:
             return
         if ev.now >= self.fence_deadline:
             # Reading took so long the broker may already have moved on: never claim it.
-            self._rejoin(out, ev.now, "session lapsed while reading the assignment", backoff=False)
+            reason = "session lapsed while reading the assignment"
+            self._rejoin(out, ev.now, reason, backoff=False, lost=True)
             return
         self.state = State.STABLE
-        self.assigned = tuple(ev.partitions)
+        new = tuple(ev.partitions)
+        # Cooperative: what this generation no longer gives us moves; the rest stays as it is.
+        moved = tuple(sorted(set(self.assigned or ()) - set(new)))
+        self.assigned = new
+        self.generation_protocol = ev.protocol
         self._next_heartbeat = self._last_contact + self.settings.heartbeat_interval
+        if moved:
+            self.releasing |= set(moved)
+            self._rejoin_when_released = True
+            reason = f"moving to another member (generation {ev.generation})"
+            out.append(Revoke(moved, reason, False))
         out.append(Assign(self.generation, self.assigned))
 
     def _on_heartbeat(self, ev: HeartbeatResponse, out: list[Command]) -> None:
@@ -194,9 +217,10 @@ class MembershipCore:
             self._next_heartbeat = ev.sent_at + s.heartbeat_interval
         elif err == ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
-            self._rejoin(out, ev.now, "unknown member id", backoff=False)
+            self._rejoin(out, ev.now, "unknown member id", backoff=False, lost=True)
         elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
-            self._rejoin(out, ev.now, err.name.lower(), backoff=False)
+            lost = err == ErrorCode.ILLEGAL_GENERATION
+            self._rejoin(out, ev.now, err.name.lower(), backoff=False, lost=lost)
         elif err in COORDINATOR_MOVED:
             # Keep the partitions: the session may still be alive at the new coordinator.
             # The fence deadline guards the case where it is not.
@@ -251,14 +275,34 @@ class MembershipCore:
         s = self.settings
         return s.rebalance_timeout + s.request_timeout
 
-    def _revoke(self, out: list[Command], reason: str) -> None:
-        if self.assigned is not None:
-            out.append(Revoke(self.assigned, reason))
-            self.assigned = None
+    @property
+    def owned(self) -> tuple[int, ...]:
+        """Partitions this member owns: assigned, or still being released."""
+        return tuple(sorted(set(self.assigned or ()) | self.releasing))
 
-    def _rejoin(self, out: list[Command], now: float, reason: str, *, backoff: bool) -> None:
-        """Leave the current generation (revoking first) and join again."""
-        self._revoke(out, reason)
+    @property
+    def keeps_partitions(self) -> bool:
+        """Whether a rebalance leaves this member its partitions (cooperative): it speaks the
+        cooperative protocol and the generation it holds ran it. After an eager generation
+        it revokes everything, since that generation's leader may not honour what it owns."""
+        return self.settings.cooperative and self.generation_protocol == "cooperative"
+
+    def _revoke(self, out: list[Command], reason: str) -> None:
+        """Let go of everything owned, before the next command (waits for moves too)."""
+        if self.assigned is not None or self.releasing:
+            out.append(Revoke(self.owned, reason))
+            self.assigned = None
+            self.releasing = frozenset()
+            self._rejoin_when_released = False
+
+    def _rejoin(
+        self, out: list[Command], now: float, reason: str, *, backoff: bool, lost: bool = False
+    ) -> None:
+        """Leave the current generation and join again: revoking first, unless cooperative
+        and not `lost` (the broker dropped us, so others may be given our partitions)."""
+        if lost or not self.keeps_partitions:
+            self._revoke(out, reason)
+        self._followup_at = float("inf")
         self._rejoin_reason = reason
         self._next_heartbeat = float("inf")
         self._wake_at = now + self.settings.retry_backoff if backoff else now

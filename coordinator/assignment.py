@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
@@ -78,12 +78,20 @@ class AssignmentPointer:
 class Assignment:
     """Generation ``generation``'s owners, as decided by ``leader``.
 
-    Every partition has at most one owner; construction refuses anything else.
+    Every partition has at most one owner; construction refuses anything else. ``protocol``
+    is the rebalance protocol the generation runs ("eager" or "cooperative"); ``workers``
+    names each member's worker (so a later leader knows who had what across restarts);
+    ``revoking`` lists, per member, the partitions it owns and must release in this
+    generation (cooperative moves; shown by ``ringleader status``).
     """
 
     generation: int
     leader: str
     owners: dict[str, list[int]]
+    protocol: str = "eager"
+    workers: dict[str, str] = field(default_factory=dict)
+    revoking: dict[str, list[int]] = field(default_factory=dict)
+    static: frozenset[str] = frozenset()  # members with a group.instance.id
 
     def __post_init__(self) -> None:
         if self.generation < 0:
@@ -105,14 +113,30 @@ class Assignment:
     def partitions_of(self, member_id: str) -> list[int]:
         return list(self.owners.get(member_id, []))
 
+    def by_worker(self) -> dict[str, list[int]]:
+        """Worker id -> partitions (members whose worker is not named are left out)."""
+        out: dict[str, list[int]] = {}
+        for member, parts in self.owners.items():
+            worker = self.workers.get(member)
+            if worker:
+                out.setdefault(worker, []).extend(parts)
+        return {w: sorted(ps) for w, ps in out.items()}
+
     def encode_part(self, member_id: str) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "v": PART_VERSION,
             "g": self.generation,
             "l": self.leader,
             "m": member_id,
             "p": sorted(self.owners[member_id]),
+            "rp": self.protocol,
         }
+        if member_id in self.workers:
+            body["w"] = self.workers[member_id]
+        if self.revoking.get(member_id):
+            body["r"] = sorted(self.revoking[member_id])
+        if member_id in self.static:
+            body["s"] = True
         return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
     def encode_parts(self) -> dict[str, bytes]:
@@ -120,40 +144,95 @@ class Assignment:
         return {m: self.encode_part(m) for m in self.owners}
 
     @classmethod
-    def decode_part(cls, data: bytes) -> tuple[int, str, str, list[int]]:
-        """(generation, leader, member, partitions) of one part."""
+    def decode_part(cls, data: bytes) -> Part:
+        """One member's part (older parts lack protocol, worker and revoking: eager)."""
         what = "assignment part"
         body = _unpack_map(data, what)
-        parts = _field(body, "p", list, what)
-        if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in parts):
-            raise AssignmentDecodeError(f"{what} has bad partitions: {parts!r}")
-        return (
+        parts = _partitions(_field(body, "p", list, what), what)
+        protocol = body.get("rp", "eager")
+        if protocol not in ("eager", "cooperative"):
+            raise AssignmentDecodeError(f"{what} has an unknown protocol: {protocol!r}")
+        worker = body.get("w")
+        if worker is not None and not isinstance(worker, str):
+            raise AssignmentDecodeError(f"{what} has a bad worker id: {worker!r}")
+        revoking = _partitions(body.get("r", []), what)
+        static = body.get("s", False) is True
+        return Part(
             _field(body, "g", int, what),
             _field(body, "l", str, what),
             _field(body, "m", str, what),
             parts,
+            protocol,
+            worker,
+            revoking,
+            static,
         )
 
     @classmethod
     def from_parts(cls, parts: Mapping[str, bytes]) -> Assignment:
-        """Rebuild from committed parts; every part must agree on generation and leader."""
-        gen: int | None = None
-        leader: str | None = None
+        """Rebuild from committed parts; every part must agree on generation, leader and
+        protocol."""
+        first: Part | None = None
         owners: dict[str, list[int]] = {}
+        workers: dict[str, str] = {}
+        revoking: dict[str, list[int]] = {}
+        static: set[str] = set()
         for name in sorted(parts):
-            g, lead, member, ps = cls.decode_part(parts[name])
-            if member != name:
-                raise InconsistentAssignmentError(f"part {name!r} is for member {member!r}")
-            if gen is None:
-                gen, leader = g, lead
-            elif (g, lead) != (gen, leader):
+            part = cls.decode_part(parts[name])
+            if part.member != name:
+                raise InconsistentAssignmentError(f"part {name!r} is for member {part.member!r}")
+            if first is None:
+                first = part
+            elif part.agreement != first.agreement:
                 raise InconsistentAssignmentError(
-                    f"parts disagree: generation/leader {(g, lead)} vs {(gen, leader)}"
+                    f"parts disagree: generation/leader/protocol {part.agreement} vs "
+                    f"{first.agreement}"
                 )
-            owners[member] = ps
-        if gen is None or leader is None:
+            owners[name] = part.partitions
+            if part.worker:
+                workers[name] = part.worker
+            if part.revoking:
+                revoking[name] = part.revoking
+            if part.static:
+                static.add(name)
+        if first is None:
             raise InconsistentAssignmentError("an assignment has no parts")
-        return cls(gen, leader, owners)
+        return cls(
+            first.generation,
+            first.leader,
+            owners,
+            first.protocol,
+            workers,
+            revoking,
+            frozenset(static),
+        )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One member's record of a committed assignment."""
+
+    generation: int
+    leader: str
+    member: str
+    partitions: list[int]
+    protocol: str = "eager"
+    worker: str | None = None
+    revoking: list[int] = field(default_factory=list)
+    static: bool = False
+
+    @property
+    def agreement(self) -> tuple[int, str, str]:
+        """What every part of one generation must share."""
+        return (self.generation, self.leader, self.protocol)
+
+
+def _partitions(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in value
+    ):
+        raise AssignmentDecodeError(f"{what} has bad partitions: {value!r}")
+    return value
 
 
 class AssignmentLog:
@@ -209,19 +288,16 @@ class AssignmentLog:
     ) -> AssignmentPointer:
         """Write every member's part and then the commit; return the SyncGroup pointer."""
         a = Assignment(generation, leader_id, {m: sorted(ps) for m, ps in owners.items()})
-        offset = self.writer.write(str(generation), a.encode_parts(), timeout)
-        return AssignmentPointer(generation, offset, leader_id)
+        return self.publish_assignment(a, timeout)
 
-    def publish_parts_only(
-        self,
-        generation: int,
-        leader_id: str,
-        owners: Mapping[str, Sequence[int]],
-        timeout: float,
-    ) -> int:
+    def publish_assignment(self, a: Assignment, timeout: float) -> AssignmentPointer:
+        """Write `a`'s parts and then the commit; return the SyncGroup pointer."""
+        offset = self.writer.write(str(a.generation), a.encode_parts(), timeout)
+        return AssignmentPointer(a.generation, offset, a.leader)
+
+    def publish_parts_only(self, a: Assignment, timeout: float) -> int:
         """Write the parts but no commit (a leader dying mid-publish); offset of last part."""
-        a = Assignment(generation, leader_id, {m: sorted(ps) for m, ps in owners.items()})
-        return self.writer.write_parts_only(str(generation), a.encode_parts(), timeout)
+        return self.writer.write_parts_only(str(a.generation), a.encode_parts(), timeout)
 
     def read(self, pointer: AssignmentPointer, timeout: float) -> Assignment | None:
         """The generation the pointer names, or None if it is not committed consistently.

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException
 
 from ringleader.coordinator.assignment import (
+    Assignment,
     AssignmentDecodeError,
     AssignmentLog,
     AssignmentPointer,
@@ -25,6 +26,7 @@ from ringleader.coordinator.assignment import (
 from ringleader.coordinator.assignors import Assignor
 from ringleader.coordinator.errors import ErrorCode, RingleaderError
 from ringleader.coordinator.groupapi import CoordinatorAddress
+from ringleader.coordinator.leaderplan import LeaderPlanner
 from ringleader.coordinator.messages import (
     AssignmentCommitted,
     AssignmentRead,
@@ -51,20 +53,20 @@ from ringleader.coordinator.wire import GroupClient
 
 log = logging.getLogger("ringleader.coordinator.member")
 
-# How the leader commits an assignment; the default is AssignmentLog.publish (2PC).
-Publisher = Callable[[AssignmentLog, int, str, Mapping[str, list[int]], float], AssignmentPointer]
+# How the leader commits an assignment; the default is AssignmentLog.publish_assignment (2PC).
+Publisher = Callable[[AssignmentLog, Assignment, float], AssignmentPointer]
+# Busy partitions of this worker: partition -> seconds its oldest running task has run.
+BusyReport = Callable[[], Mapping[int, int]]
 
 _IO_ERRORS = (RingleaderError, KafkaException, OSError)
 
 
-def publish_committed(
-    log_: AssignmentLog,
-    generation: int,
-    leader_id: str,
-    owners: Mapping[str, list[int]],
-    timeout: float,
-) -> AssignmentPointer:
-    return log_.publish(generation, leader_id, owners, timeout)
+def publish_committed(log_: AssignmentLog, a: Assignment, timeout: float) -> AssignmentPointer:
+    return log_.publish_assignment(a, timeout)
+
+
+def no_busy() -> Mapping[int, int]:
+    return {}
 
 
 class Executor(Protocol):
@@ -102,6 +104,7 @@ class GroupExecutor:
         assignor: Assignor,
         publisher: Publisher = publish_committed,
         clock: Callable[[], float] = time.monotonic,
+        busy: BusyReport = no_busy,
     ) -> None:
         self.bootstrap = bootstrap
         self.settings = settings
@@ -111,6 +114,8 @@ class GroupExecutor:
         self._assignor = assignor
         self._publisher = publisher
         self._now = clock
+        self._busy = busy
+        self._planner = LeaderPlanner(assignor, settings, partitions)
         self._client = self._new_client()
         self._log: AssignmentLog | None = None
         # What the next JoinGroup metadata reports (the last generation applied).
@@ -166,11 +171,18 @@ class GroupExecutor:
 
     def _join(self, cmd: SendJoin) -> Event:
         s = self.settings
+        owned = set(cmd.owned)
+        busy = tuple((p, age) for p, age in sorted(self._busy().items()) if p in owned)
         meta = replace(
             self._template,
             held_generation=self._last_generation,
             held=self._last_partitions,
             log_offset=self._log_offset,
+            protocol=s.rebalance_protocol,
+            owned=cmd.owned,
+            busy=busy,
+            instance_id=s.group_instance_id,
+            leaving=cmd.leaving,
         ).encode()
         sent = self._now()
         try:
@@ -249,25 +261,25 @@ class GroupExecutor:
             except MetadataDecodeError as e:
                 log.warning("member %s sent undecodable metadata (%s); it gets nothing", mid, e)
         try:
-            owners = self._assignor.assign(decoded, list(range(self.partitions)))
-            full = {mid: sorted(owners.get(mid, [])) for mid in cmd.members}
+            decision = self._planner.decide(
+                cmd.generation, cmd.leader_id, cmd.members, decoded, self._now()
+            )
             pointer = self._publisher(
-                self._assignment_log(),
-                cmd.generation,
-                cmd.leader_id,
-                full,
-                self.settings.request_timeout,
+                self._assignment_log(), decision.assignment, self.settings.request_timeout
             )
         except (*_IO_ERRORS, ValueError) as e:
             log.warning("generation %d: assignment not committed: %s", cmd.generation, e)
             return RequestFailed(self._now(), Request.ASSIGN, str(e))
+        a = decision.assignment
         log.info(
-            "generation %d committed at offset %d: %s",
+            "generation %d (%s) committed at offset %d: %s; to move: %s",
             cmd.generation,
+            a.protocol,
             pointer.commit_offset,
-            {m: len(p) for m, p in full.items()},
+            {m: len(p) for m, p in a.owners.items()},
+            a.revoking or "none",
         )
-        return AssignmentCommitted(self._now(), cmd.generation, pointer.encode())
+        return AssignmentCommitted(self._now(), cmd.generation, pointer.encode(), decision.followup)
 
     def _read_assignment(self, cmd: ReadAssignment) -> Event:
         try:
@@ -291,6 +303,7 @@ class GroupExecutor:
         # Reported in the next JoinGroup metadata; a change there also makes Kafka rebalance
         # a static member it would otherwise hand the old member's assignment again.
         self._log_offset = max(self._log_offset, pointer.commit_offset)
+        self._planner.read(assignment)
         if cmd.member_id not in assignment.owners:
             # A static member that restarted got a new member id, but the broker returned
             # the generation the leader assigned to the old id: rejoin for a fresh one.
@@ -299,7 +312,7 @@ class GroupExecutor:
             )
             return AssignmentRead(self._now(), cmd.generation, None)
         mine = tuple(sorted(assignment.partitions_of(cmd.member_id)))
-        return AssignmentRead(self._now(), cmd.generation, mine)
+        return AssignmentRead(self._now(), cmd.generation, mine, assignment.protocol)
 
     def _leave(self, cmd: SendLeave) -> Event:
         # The main connection may have been cut by abort(); leave on a fresh one.

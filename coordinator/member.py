@@ -9,12 +9,14 @@ the worker's own threads run tasks.
 Callback contract:
 * ``on_assigned(generation, partitions)`` runs on the member thread once the generation's
   assignment is committed and consistent; it should return quickly (heartbeats wait for it).
-* ``on_revoked(partitions)`` runs, and returns, before the member rejoins the group, before it
-  leaves, and when it fences itself after its session lapsed: so before any other member can
-  be given those partitions. It may block to finish or abandon in-flight work, but must
-  return well within the rebalance timeout (and within ``fence_margin_ms`` when fencing).
-  It also runs when ``close`` comes right after a rebalance began: close abandons a pending
-  request, never a pending assign, revoke or fenced.
+* ``on_revoked(partitions)`` runs, and returns, before any other member can be given those
+  partitions. Eager (and on leave, fence, pause): on the member thread, before the member
+  rejoins, leaves or fences itself; it must return well within the rebalance timeout (and
+  within ``fence_margin_ms`` when fencing). Cooperative moves (and a graceful close): on a
+  release thread of its own while the member keeps heartbeating, and the member reports the
+  partitions as still owned until it returns; then the member rejoins so the leader can hand
+  them on. It may block to finish or abandon in-flight work.
+  Close abandons a pending request, never a pending assign, revoke or fenced.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from collections.abc import Callable, Sequence
 
 from ringleader.coordinator.assignors import get_assignor
 from ringleader.coordinator.executor import (
+    BusyReport,
     Executor,
     GroupExecutor,
     Publisher,
+    no_busy,
     publish_committed,
 )
 from ringleader.coordinator.groupapi import CoordinatorAddress
@@ -44,6 +48,7 @@ from ringleader.coordinator.messages import (
     LeaveResponse,
     LocalCommand,
     Pause,
+    Released,
     Resume,
     Revoke,
     Start,
@@ -80,8 +85,10 @@ class Member:
         publisher: Publisher = publish_committed,
         clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None,
+        busy: BusyReport = no_busy,
     ) -> None:
-        """`executor` replaces the network half (tests); by default a `GroupExecutor`."""
+        """`executor` replaces the network half (tests); by default a `GroupExecutor`.
+        `busy` reports the worker's busy partitions for the leader (moves prefer idle ones)."""
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.bootstrap = bootstrap
@@ -104,13 +111,16 @@ class Member:
             assignor=assignor,
             publisher=publisher,
             clock=clock,
+            busy=busy,
         )
         self._sm = Membership(settings)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._closing = False
-        self._controls: deque[Pause | Resume] = deque()  # from pause()/resume(), for the thread
+        # From pause()/resume() and release threads, for the member thread.
+        self._controls: deque[Pause | Resume | Released] = deque()
+        self._releases: list[tuple[threading.Thread, tuple[int, ...]]] = []
         self._thread: threading.Thread | None = None
         # Snapshot for other threads (guarded by _lock).
         self._generation = -1
@@ -122,6 +132,7 @@ class Member:
         self._lease_until = float("-inf")
         self._fatal: str | None = None
         self._pause_reason: str | None = None
+        self._graceful = False  # close() may keep the connection: the member drains first
 
     # ---- public API ------------------------------------------------------------------
 
@@ -134,13 +145,24 @@ class Member:
         self._thread.start()
 
     def close(self, timeout: float | None = 60.0) -> None:
-        """Revoke (on_revoked returns first), leave the group, stop the thread."""
+        """Revoke (on_revoked returns first), leave the group, stop the thread.
+
+        Cooperative and stable: the member keeps heartbeating while its partitions drain,
+        then leaves. Otherwise a request in flight (a JoinGroup the broker holds) is cut."""
         with self._lock:
             self._closing = True
+            graceful = self._graceful
         self._wake.set()
-        self._io.abort()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        if not graceful:
+            self._io.abort()
+        if self._thread is None or self._thread is threading.current_thread():
+            return
+        if graceful:
+            self._thread.join(None if timeout is None else max(0.0, timeout - 5.0))
+            if not self._thread.is_alive():
+                return
+            self._io.abort()  # out of time: cut whatever the member waits for
+        self._thread.join(timeout if not graceful else 5.0)
 
     def pause(self, reason: str) -> None:
         """Leave the group (on_revoked returns first) and stay out until `resume()`: for a
@@ -255,12 +277,12 @@ class Member:
                 kept = [c for c in queue if isinstance(c, LocalCommand)]
                 queue = deque(kept + self._handle(Leave(self._clock())))
                 left = True
-            elif not left and (control := self._next_control()) is not None:
+            elif (control := self._next_control(left)) is not None:
                 if isinstance(control, Pause):
                     # Like close: a pending request is abandoned, local commands are kept.
                     log.warning("leaving the group until resumed: %s", control.reason)
                     queue = deque([c for c in queue if isinstance(c, LocalCommand)])
-                else:
+                elif isinstance(control, Resume):
                     log.warning("rejoining the group")
                 queue.extend(self._handle(control))
             if queue:
@@ -277,9 +299,19 @@ class Member:
                 self._wake.clear()
             queue.extend(self._handle(Tick(self._clock())))
 
-    def _next_control(self) -> Pause | Resume | None:
+    def _next_control(self, left: bool) -> Pause | Resume | Released | None:
+        """The next control to feed; once leaving, only releases still matter."""
         with self._lock:
-            return self._controls.popleft() if self._controls else None
+            while self._controls:
+                c = self._controls.popleft()
+                if isinstance(c, Released):
+                    self._releases = [
+                        (t, ps) for t, ps in self._releases if t.is_alive() or ps != c.partitions
+                    ]
+                    return c
+                if not left:
+                    return c
+            return None
 
     def _handle(self, event: Event) -> list[Command]:
         cmds = self._sm.handle(event)
@@ -291,6 +323,7 @@ class Member:
             self._lease_until = (
                 self._sm.fence_deadline if self._sm.assigned is not None else float("-inf")
             )
+            self._graceful = self._sm.keeps_partitions and self._sm.state == State.STABLE
             self._changed.notify_all()
         return cmds
 
@@ -299,7 +332,10 @@ class Member:
         if isinstance(cmd, Assign):
             self._apply(cmd)
         elif isinstance(cmd, Revoke):
-            self._revoke(cmd.partitions, cmd.reason)
+            if cmd.wait:
+                self._revoke(cmd.partitions, cmd.reason)
+            else:
+                self._release(cmd.partitions, cmd.reason)
         elif isinstance(cmd, Fenced):
             self._fenced(cmd)
         else:
@@ -320,13 +356,48 @@ class Member:
             log.exception("on_assigned raised")
 
     def _revoke(self, partitions: Sequence[int], reason: str) -> None:
+        """Let go of everything now: moves in progress finish first."""
         with self._changed:
             self._holding = False
             self._assigned = ()
             self._changed.notify_all()
-        log.info("revoking %s: %s", list(partitions), reason)
+        released = self._join_releases()
+        rest = [p for p in partitions if p not in released]
+        log.info("revoking %s: %s", rest, reason)
+        self._call_revoked(rest)
+
+    def _release(self, partitions: tuple[int, ...], reason: str) -> None:
+        """A cooperative move: stop owning these now, drain them on a thread of their own."""
+        with self._changed:
+            self._assigned = tuple(p for p in self._assigned if p not in partitions)
+            self._changed.notify_all()
+        log.info("releasing %s: %s", list(partitions), reason)
+
+        def run() -> None:
+            self._call_revoked(list(partitions))
+            with self._lock:
+                self._controls.append(Released(self._clock(), partitions))
+            self._wake.set()
+
+        t = threading.Thread(target=run, name="ringleader-release", daemon=True)
+        self._releases.append((t, partitions))
+        t.start()
+
+    def _join_releases(self) -> set[int]:
+        """Wait for moves in progress; their Released events are dropped (the revoke that
+        waited for them supersedes them: a late one must not clear a later move)."""
+        done: set[int] = set()
+        for t, parts in self._releases:
+            t.join()
+            done.update(parts)
+        self._releases.clear()
+        with self._lock:
+            self._controls = deque(c for c in self._controls if not isinstance(c, Released))
+        return done
+
+    def _call_revoked(self, partitions: list[int]) -> None:
         try:
-            self._on_revoked(list(partitions))
+            self._on_revoked(partitions)
         except Exception:
             log.exception("on_revoked raised")
 

@@ -33,8 +33,10 @@ from ringleader.coordinator.messages import (
     FindCoordinator,
     Leave,
     Pause,
+    Released,
     Request,
     Resume,
+    Revoke,
     SendHeartbeat,
     SendJoin,
     SendLeave,
@@ -71,11 +73,12 @@ class Membership(MembershipCore):
         if self.state in TERMINAL_STATES:
             return None
         times: list[float] = []
-        if self.assigned is not None:
+        if self.assigned is not None or self.releasing:
             times.append(self.fence_deadline)
         if self._inflight is None:
             if self.state == State.STABLE and self._coordinator_known:
                 times.append(max(self._wake_at, self._next_heartbeat))
+                times.append(max(self._wake_at, self._followup_at))
             elif self.state in (State.STABLE, State.FINDING_COORDINATOR, State.JOINING):
                 times.append(self._wake_at)
         return min(times) if times else None
@@ -95,11 +98,14 @@ class Membership(MembershipCore):
             self._pause(event, out)
         elif isinstance(event, Resume):
             self._resume(event, out)
+        elif isinstance(event, Released):
+            self.releasing -= set(event.partitions)
         elif isinstance(event, Tick):
             pass
         else:
             self._response(event, out)
         self._check_fence(event.now, out)
+        self._finish_leave(out)
         self._drive(event.now, out)
         return out
 
@@ -112,9 +118,39 @@ class Membership(MembershipCore):
         self._wake_at = ev.now
 
     def _leave(self, ev: Leave, out: list[Command]) -> None:
+        if self._closing:
+            return
         self._closing = True
-        self._inflight = None  # the I/O layer abandoned whatever was in flight
+        self._inflight = None  # the I/O layer dropped whatever was queued
+        if self.keeps_partitions and self.state == State.STABLE:
+            # Graceful (cooperative): keep heartbeating while the partitions drain, so running
+            # tasks can finish and nobody is given the partitions meanwhile; leave once they
+            # are released (`_finish_leave`).
+            moved, self.assigned = self.assigned or (), ()
+            if moved:
+                self.releasing |= set(moved)
+                out.append(Revoke(moved, "leave", False))
+            return
         self._revoke(out, "leave")
+        self._send_leave(out)
+
+    @property
+    def retiring(self) -> bool:
+        """Closing gracefully: still a member while owned partitions drain."""
+        return self._closing and self.state not in (State.LEAVING, *TERMINAL_STATES)
+
+    def _finish_leave(self, out: list[Command]) -> None:
+        """Closing gracefully and everything is released: leave now."""
+        if not self.retiring or self.releasing or self._inflight is not None:
+            return
+        if self.state == State.STABLE or self.state in (
+            State.JOINING,
+            State.FINDING_COORDINATOR,
+        ):
+            self._revoke(out, "leave")
+            self._send_leave(out)
+
+    def _send_leave(self, out: list[Command]) -> None:
         s = self.settings
         # Static members do not leave: the broker keeps their place for the session timeout
         # so a restart under the same instance id causes no rebalance (as Kafka clients do).
@@ -155,10 +191,10 @@ class Membership(MembershipCore):
     # ---- fencing and the next request -------------------------------------------------
 
     def _check_fence(self, now: float, out: list[Command]) -> None:
-        if self.assigned is None or now < self.fence_deadline:
+        if (self.assigned is None and not self.releasing) or now < self.fence_deadline:
             return
         reason = "session lapsed without a successful heartbeat"
-        self._rejoin(out, now, reason, backoff=False)
+        self._rejoin(out, now, reason, backoff=False, lost=True)
         out.append(Fenced(reason, fatal=False))
         # An in-flight heartbeat cannot rescue the session any more; its answer is awaited
         # (the I/O layer bounds it by the fence deadline) and then the member rejoins.
@@ -168,6 +204,12 @@ class Membership(MembershipCore):
         if self._inflight is not None or self.state in TERMINAL_STATES or now < self._wake_at:
             return
         s = self.settings
+        if self.state == State.STABLE:
+            if self._rejoin_when_released and not self.releasing:
+                # The second step of a move: the leader can now give them to their new owner.
+                self._rejoin(out, now, "released partitions for their new owners", backoff=False)
+            elif now >= self._followup_at:
+                self._rejoin(out, now, "scheduled rebalance: held-back partitions", backoff=False)
         if self.state in (State.FINDING_COORDINATOR, State.JOINING, State.STABLE) and (
             not self._coordinator_known
         ):
@@ -177,6 +219,8 @@ class Membership(MembershipCore):
             out.append(FindCoordinator(s.request_timeout))
         elif self.state == State.JOINING:
             self._inflight = Request.JOIN
+            if not self.releasing:
+                self._rejoin_when_released = False  # this join reports the released ones
             out.append(
                 SendJoin(
                     member_id=self.member_id,
@@ -184,6 +228,8 @@ class Membership(MembershipCore):
                     protocol_name=s.assignor,
                     reason=self._rejoin_reason,
                     timeout=self._join_timeout(),
+                    owned=self.owned,
+                    leaving=self._closing,
                 )
             )
         elif self.state == State.STABLE and now >= self._next_heartbeat:

@@ -90,11 +90,14 @@ class JoinResponse:
 
 @dataclass(frozen=True)
 class AssignmentCommitted:
-    """Leader: the assignment of `generation` is committed; `blob` points members at it."""
+    """Leader: the assignment of `generation` is committed; `blob` points members at it.
+    `followup`: rejoin after this many seconds (partitions held back for a departed static
+    member are due to move then)."""
 
     now: float
     generation: int
     blob: bytes
+    followup: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,13 @@ class SyncResponse:
 
 @dataclass(frozen=True)
 class AssignmentRead:
-    """The committed assignment of `generation` was read; None = missing or inconsistent."""
+    """The committed assignment of `generation` was read; None = missing or inconsistent.
+    `protocol` is the rebalance protocol the generation runs ("eager" or "cooperative")."""
 
     now: float
     generation: int
     partitions: tuple[int, ...] | None
+    protocol: str = "eager"
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,14 @@ class RequestFailed:
     now: float
     request: Request
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Released:
+    """Partitions revoked with `Revoke(wait=False)` are drained, committed and let go."""
+
+    now: float
+    partitions: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ Event = (
     | HeartbeatResponse
     | LeaveResponse
     | RequestFailed
+    | Released
     | Leave
     | Pause
     | Resume
@@ -185,11 +199,16 @@ class FindCoordinator:
 
 @dataclass(frozen=True)
 class SendJoin:
+    """JoinGroup. `owned`: partitions the member still owns (cooperative: kept or being
+    released), reported in its metadata; `leaving`: it is shutting down, give it nothing."""
+
     member_id: str
     group_instance_id: str | None
     protocol_name: str
     reason: str
     timeout: float
+    owned: tuple[int, ...] = ()
+    leaving: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,8 +245,13 @@ class Assign:
 
 @dataclass(frozen=True)
 class Revoke:
+    """Let these partitions go. `wait` (eager, leave, fence): done before the next command
+    runs. Not `wait` (a cooperative move): drained in the background while the member keeps
+    heartbeating; the I/O layer feeds `Released` when they are let go."""
+
     partitions: tuple[int, ...]
     reason: str
+    wait: bool = True
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ class MemberSettings:
     retry_backoff_ms: int = 200
     fence_margin_ms: int = 2000
     client_id: str = "ringleader"
+    # "cooperative": keep what stays across rebalances, move partitions in two steps;
+    # "eager": revoke everything on every rebalance.
+    rebalance_protocol: str = "cooperative"
+    # How long a departed static member's partitions wait for it (None: the session timeout).
+    scheduled_rebalance_delay_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not self.group_id or not self.group_id.strip():
@@ -79,6 +84,19 @@ class MemberSettings:
             )
         if not self.assignor:
             raise ConfigError("assignor must name an assignor", setting="assignor")
+        if self.rebalance_protocol not in ("cooperative", "eager"):
+            raise ConfigError(
+                f"rebalance_protocol must be 'cooperative' or 'eager', got "
+                f"{self.rebalance_protocol!r}",
+                setting="rebalance_protocol",
+            )
+        delay = self.scheduled_rebalance_delay_ms
+        bad_delay = isinstance(delay, bool) or not isinstance(delay, int) or delay < 0
+        if delay is not None and bad_delay:
+            raise ConfigError(
+                f"scheduled_rebalance_delay_ms must be >= 0 milliseconds, got {delay!r}",
+                setting="scheduled_rebalance_delay_ms",
+            )
 
     @classmethod
     def from_env(
@@ -111,6 +129,16 @@ class MemberSettings:
     @property
     def retry_backoff(self) -> float:
         return self.retry_backoff_ms / 1000.0
+
+    @property
+    def cooperative(self) -> bool:
+        return self.rebalance_protocol == "cooperative"
+
+    @property
+    def scheduled_rebalance_delay(self) -> float:
+        """Seconds a departed static member's partitions are held back for it."""
+        ms = self.scheduled_rebalance_delay_ms
+        return (self.session_timeout_ms if ms is None else ms) / 1000.0
 
     @property
     def fence_margin(self) -> float:

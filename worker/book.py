@@ -110,6 +110,7 @@ class _Partition:
     committed: int | None
     revoked: bool = False
     inflight: int = 0
+    started: dict[int, float] = field(default_factory=dict)  # running: offset -> start time
 
 
 class PartitionBook:
@@ -216,7 +217,7 @@ class PartitionBook:
 
     # ---- running ----------------------------------------------------------------------
 
-    def claim(self, task: Fetched, lease_valid: bool) -> Claim:
+    def claim(self, task: Fetched, lease_valid: bool, now: float = 0.0) -> Claim:
         """May this task start? Counts it in flight if so. `lease_valid` is the member's
         session lease, read by the caller under the same lock, so a revoke cannot slip in
         between. A task whose partition is still held but whose lease has lapsed (a late
@@ -227,6 +228,7 @@ class PartitionBook:
         if not lease_valid:
             return Claim.WAIT
         st.inflight += 1
+        st.started[task.offset] = now
         return Claim.CLAIMED
 
     def adopt(self, task: Fetched) -> bool:
@@ -243,6 +245,7 @@ class PartitionBook:
         st = self._parts.get(task.partition)
         if st is not None and st.epoch == task.epoch:
             st.inflight -= 1
+            st.started.pop(task.offset, None)
 
     def recorded(self, task: Fetched) -> None:
         """A claimed (or adopted) task's completion is recorded: its offset is done."""
@@ -250,6 +253,7 @@ class PartitionBook:
         if st is not None and st.epoch == task.epoch:
             st.tracker.mark_done(task.offset)
             st.inflight -= 1
+            st.started.pop(task.offset, None)
 
     # ---- committing -------------------------------------------------------------------
 
@@ -304,6 +308,14 @@ class PartitionBook:
                 del self._parked[bid]
 
     # ---- reporting --------------------------------------------------------------------
+
+    def busy(self, now: float) -> dict[int, int]:
+        """Partitions with a running task: whole seconds the oldest of them has run."""
+        return {
+            p: max(0, int(now - min(st.started.values())))
+            for p, st in sorted(self._parts.items())
+            if st.started
+        }
 
     def positions(self) -> dict[int, tuple[int | None, int | None, int, int]]:
         """Per partition: committed, committable, outstanding, in flight."""

@@ -1,9 +1,9 @@
 """The rebalance handler: what the worker does when the member is assigned, revoked or fenced.
 
-These run on the member thread. `revoked` returns before the member rejoins, leaves or fences
-itself, so before any other member can be given the partitions: it stops their tasks from
-starting, lets the running ones finish (bounded by `drain_timeout`), commits their final
-positions, and only then lets them go.
+`revoked` returns before any other member can be given the partitions: it stops their tasks
+from starting, lets the running ones finish (bounded by `drain_timeout`), commits their final
+positions, and only then lets them go. Eager revokes run on the member thread; cooperative
+moves on a release thread of the member's while the other partitions keep running.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class RebalanceHandler:
         with self._lock:
             self._book.forget(rev)
             active = self._book.active()
-        self._announcer.update(active, -1)
+            # A cooperative move keeps the generation for what stays; eager holds nothing now.
+            generation = self._book.generation if active else -1
+        self._announcer.update(active, generation)
         log.info("revoked %s in %.3fs", rev.partitions, self._clock() - t0)
 
     def fenced(self, reason: str, fatal: bool) -> None:

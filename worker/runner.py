@@ -164,7 +164,7 @@ class TaskRunner:
         with self._lock:
             # The lease is read under the book's lock, so a revoke cannot slip between the
             # check and the in-flight count that the revoke waits for.
-            claim = self._book.claim(task, self._lease.owns(task.partition))
+            claim = self._book.claim(task, self._lease.owns(task.partition), self._clock())
         if claim is Claim.WAIT:
             log.debug("lease lapsed; %s/%d waits", task.partition, task.offset)
             self._queue.push_backoff(task, self._clock() + LEASE_RECHECK)

@@ -189,6 +189,7 @@ class Worker:
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
             on_fenced=self._on_fenced,
+            busy=self._busy,
         )
         committer = OffsetCommitter(
             s.bootstrap,
@@ -364,6 +365,10 @@ class Worker:
     def _on_fenced(self, reason: str, fatal: bool) -> None:
         assert self._parts is not None
         self._parts.rebalance.fenced(reason, fatal)
+
+    def _busy(self) -> dict[int, int]:
+        with self._lock:
+            return self._book.busy(self._clock())
 
     @staticmethod
     def _retire(ledger: TaskLedger) -> None:

@@ -120,12 +120,16 @@ class Group:
         return out
 
     def holding(self, worker: str) -> dict[str, Any] | None:
-        """The assignment a worker holds now according to its ledger, or None."""
+        """The assignment a worker holds now according to its ledger (its `parts` less what
+        was revoked since: cooperative moves revoke a subset), or None."""
         current: dict[str, Any] | None = None
         for e in self.events(worker):
             if e["ev"] == "assigned":
-                current = e
-            elif e["ev"] in ("revoked", "closed", "crash"):
+                current = dict(e)
+            elif e["ev"] == "revoked" and current is not None:
+                rest = [q for q in current["parts"] if q not in e["parts"]]
+                current = dict(current, parts=rest) if rest else None
+            elif e["ev"] in ("closed", "crash"):
                 current = None
         return current
 
@@ -194,44 +198,53 @@ class Group:
     # ---- invariants ------------------------------------------------------------------
 
     def claims_by_assignment(self, now: float) -> list[tuple[int, str, float, float]]:
-        """(partition, worker, start, end): from `assigned` to `revoked` or process death."""
+        """(partition, worker, start, end): from the `assigned` that first gave it to the
+        revoke that named it (or process death); kept partitions stay one claim."""
         out: list[tuple[int, str, float, float]] = []
         for w, p in self.procs.items():
-            start: float | None = None
-            parts: list[int] = []
+            open_: dict[int, float] = {}
             end_of_life = p.ended_at if p.ended_at is not None else now
             for e in self.events(w):
                 if e["ev"] == "assigned":
-                    start, parts = e["t"], e["parts"]
-                elif e["ev"] in ("revoked", "crash", "closed") and start is not None:
-                    out += [(q, w, start, e["t"]) for q in parts]
-                    start = None
-            if start is not None:
-                out += [(q, w, start, end_of_life) for q in parts]
+                    for q in e["parts"]:
+                        open_.setdefault(q, e["t"])
+                    for q in [q for q in open_ if q not in e["parts"]]:
+                        out.append((q, w, open_.pop(q), e["t"]))
+                elif e["ev"] == "revoked":
+                    for q in e["parts"]:
+                        if q in open_:
+                            out.append((q, w, open_.pop(q), e["t"]))
+                elif e["ev"] in ("crash", "closed"):
+                    out += [(q, w, t0, e["t"]) for q, t0 in open_.items()]
+                    open_ = {}
+            out += [(q, w, t0, end_of_life) for q, t0 in open_.items()]
         return out
 
     def claims_by_work(self) -> list[tuple[int, str, float, float]]:
         """(partition, worker, first, end) of each assignment epoch's work lines.
 
         A member may have started a task up to one work period after its last line, so a
-        claim ends one period later, or at the epoch's `revoked` if that came sooner (work
-        lines are written under the same lock as `revoked`).
+        claim ends one period later, or at the partition's next `revoked` if that came sooner
+        (work lines are written under the same lock as `revoked`).
         """
         spans: dict[tuple[int, str, int], list[float]] = {}
-        revoked: dict[tuple[str, int], float] = {}
+        revoked: dict[tuple[str, int], list[float]] = {}
         for e in self.events():
             if e["ev"] == "revoked":
-                revoked.setdefault((e["worker"], e["epoch"]), e["t"])
+                for q in e["parts"]:
+                    revoked.setdefault((e["worker"], q), []).append(e["t"])
             if e["ev"] != "work":
                 continue
             for q in e["parts"]:
                 span = spans.setdefault((q, e["worker"], e["epoch"]), [e["t"], e["t"]])
                 span[0] = min(span[0], e["t"])
                 span[1] = max(span[1], e["t"])
-        return [
-            (q, w, a, min(b + WORK_PERIOD, revoked.get((w, epoch), float("inf"))))
-            for (q, w, epoch), (a, b) in spans.items()
-        ]
+
+        def end(q: int, w: str, last: float) -> float:
+            later = [t for t in revoked.get((w, q), []) if t >= last]
+            return min([last + WORK_PERIOD, *later])
+
+        return [(q, w, a, end(q, w, b)) for (q, w, _epoch), (a, b) in spans.items()]
 
     def assert_no_overlap(self, claims: list[tuple[int, str, float, float]]) -> None:
         by_part: dict[int, list[tuple[float, float, str]]] = {}

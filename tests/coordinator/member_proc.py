@@ -21,10 +21,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from ringleader.coordinator.assignment import AssignmentLog, AssignmentPointer
+from ringleader.coordinator.assignment import Assignment, AssignmentLog, AssignmentPointer
 from ringleader.coordinator.executor import publish_committed
 from ringleader.coordinator.member import Member
 from ringleader.coordinator.metadata import MemberMetadata
@@ -60,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fence-margin-ms", type=int, default=2000)
     ap.add_argument("--work-ms", type=int, default=50)
     ap.add_argument("--crash-token", default=None)
+    ap.add_argument("--protocol", default="cooperative", choices=["cooperative", "eager"])
+    ap.add_argument("--instance-id", default=None)
+    ap.add_argument("--delay-ms", type=int, default=None)
     ap.add_argument("--log-level", default="WARNING")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         rebalance_timeout_ms=args.rebalance_ms,
         heartbeat_interval_ms=args.heartbeat_ms,
         fence_margin_ms=args.fence_margin_ms,
+        rebalance_protocol=args.protocol,
+        group_instance_id=args.instance_id,
+        scheduled_rebalance_delay_ms=args.delay_ms,
     )
     # What the "worker" holds: (epoch, generation, partitions), epoch counts assignments.
     held: dict[str, Any] = {"epoch": 0, "gen": -1, "parts": []}
@@ -96,20 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     def on_revoked(partitions: list[int]) -> None:
+        # Cooperative moves revoke a subset (on a release thread); the rest stays owned.
         with held_lock:
-            held["parts"] = []
+            held["parts"] = [p for p in held["parts"] if p not in partitions]
             ledger.write("revoked", parts=partitions, epoch=held["epoch"])
 
     def on_fenced(reason: str, fatal: bool) -> None:
         ledger.write("fenced", reason=reason, fatal=fatal)
 
-    def publisher(
-        log: AssignmentLog,
-        generation: int,
-        leader_id: str,
-        owners: Mapping[str, list[int]],
-        timeout: float,
-    ) -> AssignmentPointer:
+    def publisher(log: AssignmentLog, a: Assignment, timeout: float) -> AssignmentPointer:
         token = args.crash_token
         if token is not None:
             try:
@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError:
                 pass
             else:
-                offset = log.publish_parts_only(generation, leader_id, owners, timeout)
-                ledger.write("crash", gen=generation, member=leader_id, last_part_offset=offset)
+                offset = log.publish_parts_only(a, timeout)
+                ledger.write("crash", gen=a.generation, member=a.leader, last_part_offset=offset)
                 os._exit(17)
-        return publish_committed(log, generation, leader_id, owners, timeout)
+        return publish_committed(log, a, timeout)
 
     member = Member(
         args.bootstrap,

@@ -71,7 +71,7 @@ def test_parts_only_is_never_applied_later_generation_is(
     broker: str, topic: str, log: AssignmentLog
 ) -> None:
     owners = {"m1": [0, 2], "m2": [1, 3]}
-    last_part = log.publish_parts_only(4, "m1", owners, TIMEOUT)  # leader dies here
+    last_part = log.publish_parts_only(Assignment(4, "m1", owners), TIMEOUT)  # leader dies here
     assert last_part == 1
     # a new leader publishes the next generation
     pointer = log.publish(5, "m2", {"m2": [0, 1, 2, 3]}, TIMEOUT)
