@@ -1,7 +1,10 @@
 """What `ringleader status` shows, gathered from the broker and Redis.
 
-* the group: state, members and their partitions in the committed generation
-  (`ringleader.groupview`);
+* the group: state, members and their partitions in the committed generation, its rebalance
+  protocol and pending revocations (`ringleader.groupview`);
+* per member, what its worker reports through Redis: the partitions it announces holding
+  (its registry labels) and the tasks it is running (the task ledger's running hash, only
+  runs of a live process: `worker.ledger.running_live`), with the longest-running one's age;
 * lag per partition of `<ns>.tasks`: end offset minus the group's committed offset
   (OffsetFetch through `coordinator.wire`);
 * the dead-letter count: records between the start and the end of `<ns>.dead-letter`;
@@ -18,6 +21,7 @@ Each part is gathered on its own; one that fails is reported in `errors` and the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -31,11 +35,20 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from ringleader.coordinator.errors import ErrorCode
 from ringleader.coordinator.wire import GroupClient
 from ringleader.errors import BrokerUnavailableError, RingleaderError
-from ringleader.groupview import MemberView, read_group
+from ringleader.groupview import LongestRun, MemberView, read_group, with_activity
+from ringleader.worker.ledger import RunningTask, running_live
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
 
-__all__ = ["MemberView", "PartitionLag", "StatusReport", "format_text", "gather", "group_id_for"]
+__all__ = [
+    "LongestRun",
+    "MemberView",
+    "PartitionLag",
+    "StatusReport",
+    "format_text",
+    "gather",
+    "group_id_for",
+]
 
 
 def group_id_for(namespace: str, environ: Mapping[str, str] | None = None) -> str:
@@ -62,6 +75,9 @@ class StatusReport:
     # "live": the members' SyncGroup pointers named it; "log": the last commit on the
     # assignment log (no live member, or a broker that does not describe assignments: Tansu)
     assignment_source: str | None = None
+    protocol: str | None = None  # the generation's rebalance protocol: "eager"/"cooperative"
+    # pending revocations: member id -> partitions it must release in this generation
+    revoking: dict[str, list[int]] = field(default_factory=dict)
     members: list[MemberView] = field(default_factory=list)
     lag: list[PartitionLag] = field(default_factory=list)
     total_lag: int | None = None
@@ -121,7 +137,8 @@ def gather(
             report.dead_letters = 0
     finally:
         consumer.close()
-    _registry(report, settings, registry_prefix)
+    running = _registry(report, settings, registry_prefix)
+    report.members = with_activity(report.members, running, _held(report), time.time())
     return report
 
 
@@ -129,6 +146,7 @@ def _group(report: StatusReport, settings: AppSettings, group: str, timeout: flo
     view = read_group(settings, group, timeout)
     report.group_state, report.generation, report.leader = view.state, view.generation, view.leader
     report.assignment_source = view.assignment_source
+    report.protocol, report.revoking = view.protocol, view.revoking
     report.members = view.members
     report.errors.extend(view.errors)
 
@@ -221,7 +239,10 @@ def _lag(
     report.total_lag = total
 
 
-def _registry(report: StatusReport, settings: AppSettings, prefix: str) -> None:
+def _registry(
+    report: StatusReport, settings: AppSettings, prefix: str
+) -> dict[str, list[RunningTask]] | None:
+    """Fills the registry parts; returns the members' runs in progress (None: not read)."""
     from ringleader.registry.backend import RegistryBackend
     from ringleader.registry.cli import ls, summary
     from ringleader.registry.errors import RegistryError
@@ -230,21 +251,51 @@ def _registry(report: StatusReport, settings: AppSettings, prefix: str) -> None:
         settings.redis, socket_connect_timeout=5, socket_timeout=5
     )
     try:
-        backend = RegistryBackend(r, prefix)
-        # Every namespace's workers register as `<ns>.workers`: show ours and the
-        # downstream services, not the workers of other namespaces.
-        own = f"{settings.namespace}.workers"
-        report.instances = [
-            i for i in ls(backend) if i["service"] == own or not i["service"].endswith(".workers")
-        ]
-        report.registry = summary(backend)
-        report.breakers = shared_breakers(r, prefix)
-    except (redis_lib.RedisError, RegistryError, ValueError) as e:
-        if isinstance(e, redis_lib.ConnectionError | redis_lib.TimeoutError):
-            report.unreachable = True
-        report.errors.append(f"registry at {settings.redis}: {e}")
+        try:
+            backend = RegistryBackend(r, prefix)
+            # Every namespace's workers register as `<ns>.workers`: show ours and the
+            # downstream services, not the workers of other namespaces.
+            own = f"{settings.namespace}.workers"
+            report.instances = [
+                i
+                for i in ls(backend)
+                if i["service"] == own or not i["service"].endswith(".workers")
+            ]
+            report.registry = summary(backend)
+            report.breakers = shared_breakers(r, prefix)
+        except (redis_lib.RedisError, RegistryError, ValueError) as e:
+            if isinstance(e, redis_lib.ConnectionError | redis_lib.TimeoutError):
+                report.unreachable = True
+            report.errors.append(f"registry at {settings.redis}: {e}")
+            if report.unreachable:
+                return None
+        return _running(report, r, settings)
     finally:
         r.close()
+
+
+def _running(
+    report: StatusReport, r: redis_lib.Redis[bytes], settings: AppSettings
+) -> dict[str, list[RunningTask]] | None:
+    # The same prefix as the workers' task ledger (`worker.runtime`).
+    workers = [m.worker_id for m in report.members if m.worker_id]
+    try:
+        return running_live(r, f"ringleader:{settings.namespace}", workers)
+    except (redis_lib.RedisError, ValueError) as e:
+        report.errors.append(f"running tasks at {settings.redis}: {e}")
+        return None
+
+
+def _held(report: StatusReport) -> dict[str, list[int]]:
+    """Worker id -> the partitions it announces holding (its registry labels)."""
+    own = f"{report.namespace}.workers"
+    out: dict[str, list[int]] = {}
+    for i in report.instances:
+        text = i.get("labels", {}).get("partitions")
+        if i["service"] == own and isinstance(text, str):
+            with contextlib.suppress(ValueError):
+                out[i["instance"]] = sorted(int(p) for p in text.split(",") if p)
+    return out
 
 
 def shared_breakers(r: redis_lib.Redis[bytes], prefix: str) -> list[dict[str, Any]]:
@@ -277,16 +328,26 @@ def format_text(report: StatusReport) -> str:
     gen = "-" if report.generation is None else str(report.generation)
     src = ""
     if report.assignment_source == "log":
-        live = "no live member" if not report.group_state or not report.members else "live"
+        # members then include the generation's departed ones: the state says who is live
+        empty = report.group_state in (None, "", "Empty", "Dead")
+        live = "no live member" if empty or not report.members else "live"
         src = f" (last committed on the log; {live})"
+    proto = "" if report.protocol is None else f"   protocol {report.protocol}"
     lines.append(
         f"state {report.group_state or '-'}   generation {gen}{src}   leader {report.leader or '-'}"
+        + proto
     )
     lines.append(f"members ({len(report.members)}):")
     for m in report.members:
         parts = "-" if m.partitions is None else ",".join(map(str, m.partitions)) or "(none)"
         who = f"{m.worker_id} " if m.worker_id else ""
-        lines.append(f"  {who}[{m.member_id}] {m.client_host}  partitions {parts}")
+        lines.append(f"  {who}[{m.member_id}] {m.client_host}  partitions {parts}" + _activity(m))
+    if report.protocol is not None:
+        names = {m.member_id: m.worker_id or m.member_id for m in report.members}
+        pending = [
+            f"p{p} ({names.get(mid, mid)})" for mid, ps in report.revoking.items() for p in ps
+        ]
+        lines.append(f"pending revocations: {', '.join(pending) or 'none'}")
     if report.lag:
         lines.append(f"lag (total {report.total_lag}):")
         for pl in report.lag:
@@ -305,3 +366,31 @@ def format_text(report: StatusReport) -> str:
     for e in report.errors:
         lines.append(f"! {e}")
     return "\n".join(lines)
+
+
+def _activity(m: MemberView) -> str:
+    """The member line's tail: revocations, what its worker holds and runs, static."""
+    out = ""
+    if m.revoking:
+        out += f"  revoking {_parts(m.revoking)}"
+    if m.held is not None and (m.revoking or m.held != sorted(m.partitions or [])):
+        out += f"  holds {_parts(m.held)}"
+    out += f"  running {'-' if m.running is None else m.running}"
+    if m.longest_running is not None:
+        lr = m.longest_running
+        out += f" (longest {_age(lr.age)}: {lr.name} {lr.task_id})"
+    if m.static:
+        out += "  static"
+    return out
+
+
+def _parts(ps: list[int]) -> str:
+    return ",".join(map(str, ps)) or "(none)"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -129,6 +129,7 @@ def test_submit_prints_the_task_id_and_status_json_shows_the_lag(ns_env: dict[st
     assert all(p["committed"] is None for p in st["lag"])
     for k in ("instances", "registry", "breakers", "errors", "leader", "group_state"):
         assert k in st
+    assert st["protocol"] is None and st["revoking"] == {}  # no generation committed yet
     text = run("status", env=ns_env)
     assert text.returncode == 0 and "lag (total 3)" in text.stdout
 
@@ -261,6 +262,25 @@ def test_submit_wait_against_a_running_worker(
     # Tansu's DescribeGroups carries no assignments: status reads the assignment log instead.
     assert st["assignment_source"] == ("live" if broker_kind == "kafka" else "log")
     assert [i["instance"] for i in st["instances"]] == ["cli-w1"]
+    # the generation's protocol (cooperative by default), nothing pending to release, and what
+    # the worker reports: the partitions it announces and a task it is running
+    assert st["protocol"] == "cooperative" and st["revoking"] == {} and m["revoking"] == []
+    cp = run("submit", "sleep", "--args", "[8]", env=ns_env)
+    assert cp.returncode == 0, cp.stderr
+    deadline = time.monotonic() + 30
+    while True:
+        st = json.loads(run("status", "--json", env=ns_env).stdout)
+        [m] = st["members"]
+        lr = m["longest_running"]
+        if m["held"] == [0, 1, 2] and lr is not None and lr["task_id"] == cp.stdout.strip():
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.3)
+    assert m["running"] >= 1 and lr["name"] == "sleep" and 0 <= lr["age"] < 30
+    text = run("status", env=ns_env).stdout
+    assert "protocol cooperative" in text and "pending revocations: none" in text, text
+    [line] = [ln for ln in text.splitlines() if ln.startswith("  cli-w1 [")]
+    assert "running " in line and ": sleep " in line, text
     # tail: the worker's events for the tasks above
     cp = run("tail", "--from-beginning", "--json", "--idle", "3", env=ns_env)
     kinds = [json.loads(line)["kind"] for line in cp.stdout.splitlines()]

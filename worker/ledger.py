@@ -325,6 +325,43 @@ def running(client: redis_lib.Redis[bytes], prefix: str, worker_id: str) -> list
     return out
 
 
+def running_live(
+    client: redis_lib.Redis[bytes], prefix: str, worker_ids: Sequence[str]
+) -> dict[str, list[RunningTask]]:
+    """`running` for several workers in three pipelined round trips (`ringleader status`),
+    counting a run only while a live process vouches for it: its task's run record holds a
+    start by this worker id whose incarnation is alive. A worker restarted under the same id
+    without a supervisor (which clears the hash) still has its dead process's entries; those
+    are left out, as is a run older than its run record's TTL (the result TTL)."""
+    ids = list(dict.fromkeys(worker_ids))
+    pipe = client.pipeline(transaction=False)
+    for w in ids:
+        pipe.hgetall(running_key(prefix, w))
+    entries = [
+        (w, _text(tid), _text(raw))
+        for w, h in zip(ids, pipe.execute(), strict=True)
+        for tid, raw in sorted(h.items())
+    ]
+    pipe = client.pipeline(transaction=False)
+    for _, tid, _ in entries:
+        pipe.hgetall(f"{prefix}:{{{tid}}}:run")
+    vouching: list[set[str]] = []  # per entry: incarnations with a start of it by its worker
+    for (w, _, _), h in zip(entries, pipe.execute(), strict=True):
+        fields = ((_text(f), _text(v)) for f, v in h.items())
+        vouching.append({f[2:] for f, v in fields if f[:2] == "s:" and v.rpartition(" ")[0] == w})
+    incarnations = sorted(set[str]().union(*vouching))
+    pipe = client.pipeline(transaction=False)
+    for inc in incarnations:
+        pipe.exists(alive_key(prefix, inc))
+    alive = {i for i, n in zip(incarnations, pipe.execute(), strict=True) if n}
+    out: dict[str, list[RunningTask]] = {w: [] for w in ids}
+    for (w, tid, raw), incs in zip(entries, vouching, strict=True):
+        if incs & alive:
+            name, _, at = raw.rpartition(" ")
+            out[w].append(RunningTask(tid, name, float(at)))
+    return out
+
+
 def clear_running(client: redis_lib.Redis[bytes], prefix: str, worker_id: str) -> None:
     client.delete(running_key(prefix, worker_id))
 
