@@ -229,7 +229,10 @@ class GroupExecutor:
                 timeout=cmd.timeout,
             )
         except _IO_ERRORS as e:
+            log.info("sync failed: %s", e)
             return RequestFailed(self._now(), Request.SYNC, str(e))
+        if res.error != ErrorCode.NONE:
+            log.info("sync of generation %d answered %s", cmd.generation, res.error.name)
         return SyncResponse(self._now(), sent, res.error, res.assignment)
 
     def _heartbeat(self, cmd: SendHeartbeat) -> Event:

@@ -81,10 +81,11 @@ def test_static_member_gets_its_partitions_back_within_the_delay(
     group: Group, broker_kind: str
 ) -> None:
     if broker_kind == "tansu":
-        # Broker fact (measured here, Tansu 0.6): a SIGKILLed static member is never expired,
-        # so no rebalance follows its death, and the restarted process (a new member id under
-        # the same instance id) is answered generation 0 without a part, forever.
-        pytest.skip("Tansu never expires a dead static member")
+        # Broker fact (measured here, Tansu 0.6, 3 of 5 runs): after a static member restarts
+        # under a new member id, Tansu may name the dead member id the leader of a rebalance
+        # that never completes (SyncGroup answers REBALANCE_IN_PROGRESS for good), and a dead
+        # static member is not always expired. Static membership is not usable on Tansu.
+        pytest.skip("Tansu's static membership stalls after a static member restarts")
     delay_ms = 8000
     static = ("--delay-ms", str(delay_ms))
     for w in ("w1", "w2", "w3"):
