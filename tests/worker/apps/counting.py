@@ -4,6 +4,7 @@ Configured from the environment (RINGLEADER_NAMESPACE, _BOOTSTRAP, _REDIS, _PART
 _MAX_PAYLOAD_BYTES). Keys, all under the namespace:
   <ns>:execs    hash task id -> number of executions started
   <ns>:log      list of "task_id pid attempt wall_time" per execution start
+  <ns>:ends     list of "task_id pid attempt wall_time" per execution end (the `long` task)
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def execs_key(ns: str) -> str:
 
 def log_key(ns: str) -> str:
     return f"{ns}:log"
+
+
+def ends_key(ns: str) -> str:
+    return f"{ns}:ends"
 
 
 def _record(ctx: TaskContext) -> None:
@@ -68,6 +73,15 @@ def spin(ctx: TaskContext, seconds: float) -> float:
     while time.monotonic() < end:
         for i in range(10_000):
             x += i
+    return seconds
+
+
+@app.task(name="long", bind=True, retries=0)
+def long_task(ctx: TaskContext, seconds: float) -> float:
+    """Sleep `seconds` (a long task that leaves the CPU free); records its start and its end."""
+    _record(ctx)
+    time.sleep(seconds)
+    _r.rpush(ends_key(NS), f"{ctx.task_id} {PID} {ctx.attempt} {time.time():.6f}")
     return seconds
 
 
