@@ -56,6 +56,7 @@ class MembershipCore:
         self.generation_protocol = "eager"  # what the applied generation runs
         self._rejoin_when_released = False  # a move is pending: rejoin once released
         self._followup_at = float("inf")  # leader: rejoin then (a reservation expires)
+        self._applied_at = float("-inf")  # when the current generation was applied
         self._members: Mapping[str, bytes] = {}
         self._coordinator_known = False
         self._inflight: Request | None = None
@@ -199,6 +200,7 @@ class MembershipCore:
         moved = tuple(sorted(set(self.assigned or ()) - set(new)))
         self.assigned = new
         self.generation_protocol = ev.protocol
+        self._applied_at = ev.now
         self._next_heartbeat = self._last_contact + self.settings.heartbeat_interval
         if moved:
             self.releasing |= set(moved)
@@ -287,10 +289,10 @@ class MembershipCore:
         it revokes everything, since that generation's leader may not honour what it owns."""
         return self.settings.cooperative and self.generation_protocol == "cooperative"
 
-    def _revoke(self, out: list[Command], reason: str) -> None:
+    def _revoke(self, out: list[Command], reason: str, *, lost: bool = False) -> None:
         """Let go of everything owned, before the next command (waits for moves too)."""
         if self.assigned is not None or self.releasing:
-            out.append(Revoke(self.owned, reason))
+            out.append(Revoke(self.owned, reason, lost=lost))
             self.assigned = None
             self.releasing = frozenset()
             self._rejoin_when_released = False
@@ -301,7 +303,7 @@ class MembershipCore:
         """Leave the current generation and join again: revoking first, unless cooperative
         and not `lost` (the broker dropped us, so others may be given our partitions)."""
         if lost or not self.keeps_partitions:
-            self._revoke(out, reason)
+            self._revoke(out, reason, lost=lost)
         self._followup_at = float("inf")
         self._rejoin_reason = reason
         self._next_heartbeat = float("inf")
@@ -319,6 +321,6 @@ class MembershipCore:
             self._rejoin([], now, "resumed", backoff=False)
 
     def _fatal(self, out: list[Command], reason: str) -> None:
-        self._revoke(out, reason)
+        self._revoke(out, reason, lost=True)
         self.state = State.FENCED
         out.append(Fenced(reason, fatal=True))

@@ -16,6 +16,9 @@ Callback contract:
   release thread of its own while the member keeps heartbeating, and the member reports the
   partitions as still owned until it returns; then the member rejoins so the leader can hand
   them on. It may block to finish or abandon in-flight work.
+* ``on_lost(partitions)`` (default: ``on_revoked``) instead, when the membership is gone or
+  going (fenced on its own clock, unknown member, illegal generation): others may be given the
+  partitions within ``fence_margin_ms``, so it must let go fast rather than drain.
   Close abandons a pending request, never a pending assign, revoke or fenced.
 """
 
@@ -62,6 +65,7 @@ log = logging.getLogger("ringleader.coordinator.member")
 
 AssignedCallback = Callable[[int, list[int]], None]
 RevokedCallback = Callable[[list[int]], None]
+LostCallback = Callable[[list[int]], None]
 FencedCallback = Callable[[str, bool], None]
 
 _IDLE_WAIT = 1.0
@@ -82,6 +86,7 @@ class Member:
         on_assigned: AssignedCallback,
         on_revoked: RevokedCallback,
         on_fenced: FencedCallback | None = None,
+        on_lost: LostCallback | None = None,
         publisher: Publisher = publish_committed,
         clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None,
@@ -100,6 +105,7 @@ class Member:
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
         self._on_fenced = on_fenced
+        self._on_lost = on_lost or on_revoked
         self._clock = clock
         assignor = get_assignor(settings.assignor)  # ConfigError early for a bad name
         self._io: Executor = executor or GroupExecutor(
@@ -333,7 +339,7 @@ class Member:
             self._apply(cmd)
         elif isinstance(cmd, Revoke):
             if cmd.wait:
-                self._revoke(cmd.partitions, cmd.reason)
+                self._revoke(cmd.partitions, cmd.reason, lost=cmd.lost)
             else:
                 self._release(cmd.partitions, cmd.reason)
         elif isinstance(cmd, Fenced):
@@ -355,8 +361,9 @@ class Member:
         except Exception:
             log.exception("on_assigned raised")
 
-    def _revoke(self, partitions: Sequence[int], reason: str) -> None:
-        """Let go of everything now: moves in progress finish first."""
+    def _revoke(self, partitions: Sequence[int], reason: str, *, lost: bool = False) -> None:
+        """Let go of everything now: moves in progress finish first. `lost` (the session is
+        gone or going): through `on_lost`, which must not wait for running work."""
         with self._changed:
             self._holding = False
             self._assigned = ()
@@ -364,7 +371,13 @@ class Member:
         released = self._join_releases()
         rest = [p for p in partitions if p not in released]
         log.info("revoking %s: %s", rest, reason)
-        self._call_revoked(rest)
+        if lost:
+            try:
+                self._on_lost(rest)
+            except Exception:
+                log.exception("on_lost raised")
+        else:
+            self._call_revoked(rest)
 
     def _release(self, partitions: tuple[int, ...], reason: str) -> None:
         """A cooperative move: stop owning these now, drain them on a thread of their own."""

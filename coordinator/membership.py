@@ -48,6 +48,10 @@ from ringleader.coordinator.messages import (
 __all__ = ["Membership", "MembershipProtocolError"]
 
 _MIN_REQUEST_TIMEOUT = 0.05
+# The follow-up rejoin of a move waits this long after the generation was applied: Tansu
+# answers followers' SyncGroups on a ~1 s tick and fails every pending one (after 5 s) when a
+# JoinGroup arrives before it (measured: rejoin at 0 s or 0.5 s fails them, at 1.2 s not).
+FOLLOWUP_SETTLE = 1.5
 
 
 class Membership(MembershipCore):
@@ -79,6 +83,8 @@ class Membership(MembershipCore):
             if self.state == State.STABLE and self._coordinator_known:
                 times.append(max(self._wake_at, self._next_heartbeat))
                 times.append(max(self._wake_at, self._followup_at))
+                if self._rejoin_when_released and not self.releasing:
+                    times.append(max(self._wake_at, self._applied_at + FOLLOWUP_SETTLE))
             elif self.state in (State.STABLE, State.FINDING_COORDINATOR, State.JOINING):
                 times.append(self._wake_at)
         return min(times) if times else None
@@ -205,7 +211,8 @@ class Membership(MembershipCore):
             return
         s = self.settings
         if self.state == State.STABLE:
-            if self._rejoin_when_released and not self.releasing:
+            settled = now >= self._applied_at + FOLLOWUP_SETTLE
+            if self._rejoin_when_released and not self.releasing and settled:
                 # The second step of a move: the leader can now give them to their new owner.
                 self._rejoin(out, now, "released partitions for their new owners", backoff=False)
             elif now >= self._followup_at:

@@ -247,11 +247,13 @@ class Assign:
 class Revoke:
     """Let these partitions go. `wait` (eager, leave, fence): done before the next command
     runs. Not `wait` (a cooperative move): drained in the background while the member keeps
-    heartbeating; the I/O layer feeds `Released` when they are let go."""
+    heartbeating; the I/O layer feeds `Released` when they are let go. `lost`: the session is
+    gone or going, so others may soon be given them (Kafka's onPartitionsLost): let go fast."""
 
     partitions: tuple[int, ...]
     reason: str
     wait: bool = True
+    lost: bool = False  # the membership is gone (fenced, unknown member): others may own them
 
 
 @dataclass(frozen=True)

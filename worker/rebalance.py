@@ -58,9 +58,10 @@ class RebalanceHandler:
         self._post(AssignPartitions(generation, tuple(partitions)))
         self._announcer.update(partitions, generation)
 
-    def revoked(self, partitions: Sequence[int]) -> None:
+    def revoked(self, partitions: Sequence[int], drain_timeout: float | None = None) -> None:
+        """`drain_timeout` (default: the worker's) bounds the wait for running tasks."""
         t0 = self._clock()
-        deadline = t0 + self._drain_timeout
+        deadline = t0 + (self._drain_timeout if drain_timeout is None else drain_timeout)
         with self._lock:
             rev = self._book.revoke(partitions)
         for p in rev.partitions:

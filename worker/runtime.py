@@ -50,6 +50,7 @@ __all__ = ["BatchStates", "Worker", "WorkerSettings", "member_settings_from_env"
 log = logging.getLogger("ringleader.worker")
 
 VERSION = "0.1"
+LOST_DRAIN = 0.5  # seconds a lost partition's running tasks get before it is let go
 
 
 @dataclass(slots=True)
@@ -189,6 +190,7 @@ class Worker:
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
             on_fenced=self._on_fenced,
+            on_lost=self._on_lost,
             busy=self._busy,
         )
         committer = OffsetCommitter(
@@ -361,6 +363,13 @@ class Worker:
     def _on_revoked(self, partitions: list[int]) -> None:
         assert self._parts is not None
         self._parts.rebalance.revoked(partitions)
+
+    def _on_lost(self, partitions: list[int]) -> None:
+        # The session is gone or going: others may own these within the fence margin, so
+        # stop starting their tasks and commit now; running tasks finish on their own (the
+        # ledger makes a new owner wait for them).
+        assert self._parts is not None
+        self._parts.rebalance.revoked(partitions, drain_timeout=LOST_DRAIN)
 
     def _on_fenced(self, reason: str, fatal: bool) -> None:
         assert self._parts is not None

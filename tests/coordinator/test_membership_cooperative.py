@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ringleader.coordinator.errors import ErrorCode
-from ringleader.coordinator.membership import Membership
+from ringleader.coordinator.membership import FOLLOWUP_SETTLE, Membership
 from ringleader.coordinator.messages import (
     Assign,
     AssignmentCommitted,
@@ -114,9 +114,10 @@ def test_a_join_sent_while_releasing_is_followed_by_another_once_released() -> N
     j = only(heartbeat(m, clock, ErrorCode.REBALANCE_IN_PROGRESS), SendJoin)
     assert isinstance(j, SendJoin) and j.owned == (0, 1, 2)  # still owns 1: nobody gets it
     assert m.handle(Released(clock(0.1), (1,))) == []  # the join is in flight
-    cmds = join(m, clock, (0, 2), 3)
-    assert cmds[0] == Assign(3, (0, 2))
-    j = only(cmds[1:], SendJoin)  # at once: now the leader can hand 1 on
+    assert join(m, clock, (0, 2), 3) == [Assign(3, (0, 2))]
+    # Not at once: the others' SyncGroups of generation 3 must land first (FOLLOWUP_SETTLE).
+    assert m.handle(Tick(clock(FOLLOWUP_SETTLE / 2))) == []
+    j = only(m.handle(Tick(clock(FOLLOWUP_SETTLE / 2))), SendJoin)  # now 1 can move on
     assert isinstance(j, SendJoin) and j.owned == (0, 2)
 
 
@@ -138,7 +139,7 @@ def test_a_lapsed_session_fences_even_while_only_releasing() -> None:
     join(m, clock, (), 2)  # everything moves away
     assert m.owned == (0, 1) and m.fence_deadline < float("inf")
     cmds = m.handle(Tick(clock(SETTINGS.session_timeout)))
-    assert cmds[0] == Revoke((0, 1), "session lapsed without a successful heartbeat")
+    assert cmds[0] == Revoke((0, 1), "session lapsed without a successful heartbeat", lost=True)
     assert any(isinstance(c, Fenced) for c in cmds)
 
 
