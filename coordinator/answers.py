@@ -202,12 +202,14 @@ class MembershipCore:
         self.generation_protocol = ev.protocol
         self._applied_at = ev.now
         self._next_heartbeat = self._last_contact + self.settings.heartbeat_interval
+        # Assign first: the release then commits the moved partitions' final positions under
+        # this generation (the broker refuses the previous one once this one exists).
+        out.append(Assign(self.generation, self.assigned))
         if moved:
             self.releasing |= set(moved)
             self._rejoin_when_released = True
             reason = f"moving to another member (generation {ev.generation})"
             out.append(Revoke(moved, reason, False))
-        out.append(Assign(self.generation, self.assigned))
 
     def _on_heartbeat(self, ev: HeartbeatResponse, out: list[Command]) -> None:
         err = ev.error

@@ -94,8 +94,8 @@ def test_a_moved_partition_is_released_in_the_background_then_the_member_rejoins
     only(heartbeat(m, clock, ErrorCode.REBALANCE_IN_PROGRESS), SendJoin)
     cmds = join(m, clock, (0, 2), 2)
     assert cmds == [
-        Revoke((1,), "moving to another member (generation 2)", False),
         Assign(2, (0, 2)),
+        Revoke((1,), "moving to another member (generation 2)", False),
     ]
     assert m.owned == (0, 1, 2) and m.releasing == {1}
     # Still a member while it drains: heartbeats go on, and no rejoin before the release.
