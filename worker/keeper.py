@@ -1,7 +1,7 @@
 """The ledger keeper thread: keeps this worker process known to be alive, and — on the group
 leader only — puts retries that are due back on the task topic.
 
-A retry waits in Redis (`worker.ledger.DelayedSet`), not in a worker's memory, so its
+A retry waits in Redis (`worker.delayed.DelayedSet`), not in a worker's memory, so its
 partition's offsets are committed past it and its worker may die meanwhile. Moving it back
 is produce first, forget second: a leader that dies between the two leaves it in the set,
 and the next leader produces it again; the copy that arrives second finds the attempt
@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import redis
 
-from ringleader.worker.ledger import DelayedSet, TaskLedger
+from ringleader.worker.delayed import DelayedSet
+from ringleader.worker.ledger import TaskLedger
 from ringleader.worker.producers import WorkerProducers
 
 log = logging.getLogger("ringleader.worker.keeper")

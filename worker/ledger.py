@@ -27,7 +27,7 @@ Before a run begins (`TaskLedger.begin`, one script), the ledger decides:
 Retries wait in `<prefix>:delayed` (a sorted set by due time, the envelope of the next
 attempt in `<prefix>:delayed:env`), not in a worker's memory, so a waiting retry holds back
 no offset commit and survives its worker. The group leader's `DelayedMover` puts due ones
-back on the task topic (see `worker.mover`).
+back on the task topic (the set is `worker.delayed.DelayedSet`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ __all__ = [
     "BeginBatcher",
     "BeginRequest",
     "Crash",
-    "Delayed",
-    "DelayedSet",
     "RunningTask",
     "TaskLedger",
     "Verdict",
@@ -231,81 +229,6 @@ class TaskLedger:
     def retire(self) -> None:
         """A clean stop: every run has ended; nothing of this process can crash any more."""
         self._r.delete(self.alive_key, self.running_key)
-
-
-class DelayedSet:
-    """Tasks waiting for a time (retries), scored by it: `<prefix>:delayed` with their
-    envelopes in `<prefix>:delayed:env` (written by `ResultStore.write`)."""
-
-    def __init__(self, client: redis_lib.Redis[bytes], prefix: str) -> None:
-        self._r = client
-        self.key = delayed_key(prefix)
-        self.env_key = delayed_env_key(prefix)
-        self._due = client.register_script(_DUE_LUA)
-        self._moved = client.register_script(_MOVED_LUA)
-
-    def due(self, now: float, limit: int) -> list[Delayed]:
-        """Up to `limit` tasks due by `now`, earliest first (they stay until `moved`)."""
-        reply = self._due(keys=[self.key, self.env_key], args=[repr(now), limit])
-        out = []
-        for i in range(0, len(reply), 3):
-            tid, score, payload = reply[i], reply[i + 1], reply[i + 2]
-            part, _, env = bytes(payload).partition(b"|")
-            out.append(Delayed(_text(tid), _text(score), int(part), env))
-        return out
-
-    def moved(self, item: Delayed) -> bool:
-        """The task is back on the topic: forget it, unless it was parked again meanwhile
-        (another score)."""
-        return bool(self._moved(keys=[self.key, self.env_key], args=[item.task_id, item.score]))
-
-    def __len__(self) -> int:
-        return int(self._r.zcard(self.key))
-
-
-@dataclass(frozen=True, slots=True)
-class Delayed:
-    task_id: str
-    score: str  # as Redis returned it, to compare when removing
-    partition: int
-    envelope: bytes
-
-
-# KEYS: delayed, env. ARGV: now, limit. Returns id, score, payload triples; an id whose
-# envelope is missing (half-written by hand) is dropped from the set.
-_DUE_LUA = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
-local out = {}
-for i = 1, #ids, 2 do
-  local env = redis.call('HGET', KEYS[2], ids[i])
-  if env then
-    out[#out + 1] = ids[i]
-    out[#out + 1] = ids[i + 1]
-    out[#out + 1] = env
-  else
-    redis.call('ZREM', KEYS[1], ids[i])
-  end
-end
-return out
-"""
-
-# KEYS: delayed, env. ARGV: id, score.
-_MOVED_LUA = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-
-def delayed_key(prefix: str) -> str:
-    return f"{prefix}:delayed"
-
-
-def delayed_env_key(prefix: str) -> str:
-    return f"{prefix}:delayed:env"
 
 
 def alive_key(prefix: str, incarnation: str) -> str:

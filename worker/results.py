@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 import redis as redis_lib
 
-from ringleader.worker import ledger
+from ringleader.worker import delayed
 from ringleader.worker.errors import EnvelopeError, ResultTimeout
 from ringleader.worker.records import (
     WRITE_LUA,
@@ -138,11 +138,11 @@ class ResultStore:
 
     @property
     def delayed_key(self) -> str:
-        return ledger.delayed_key(self._prefix)
+        return delayed.delayed_key(self._prefix)
 
     @property
     def delayed_env_key(self) -> str:
-        return ledger.delayed_env_key(self._prefix)
+        return delayed.delayed_env_key(self._prefix)
 
     # --- completion ---------------------------------------------------------------------------
 

@@ -31,10 +31,11 @@ from ringleader.worker.app import App
 from ringleader.worker.batches import BatchGate
 from ringleader.worker.book import PartitionBook
 from ringleader.worker.committer import OffsetCommitter
+from ringleader.worker.delayed import DelayedSet
 from ringleader.worker.fetcher import BatchStates, Fetcher
 from ringleader.worker.health import RedisProbe, preflight
 from ringleader.worker.keeper import LedgerKeeper
-from ringleader.worker.ledger import DelayedSet, TaskLedger, new_incarnation
+from ringleader.worker.ledger import TaskLedger, new_incarnation
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.pool import Flusher, HandlerPool, RecordWindow
 from ringleader.worker.producers import WorkerProducers

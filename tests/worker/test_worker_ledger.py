@@ -7,7 +7,8 @@ import msgpack
 import pytest
 import redis
 
-from ringleader.worker.ledger import DelayedSet, TaskLedger, Verdict, new_incarnation, running
+from ringleader.worker.delayed import DelayedSet
+from ringleader.worker.ledger import TaskLedger, Verdict, new_incarnation, running
 from ringleader.worker.results import CompletionWrite, ResultStore, RetryWrite, RunOf, Status
 
 pytestmark = pytest.mark.redis
