@@ -239,6 +239,9 @@ class MembershipCore:
         s = self.settings
         kind = ev.request
         reason = f"{kind.value} failed: {ev.reason}" if ev.reason else f"{kind.value} failed"
+        if ev.fatal and kind != Request.LEAVE:
+            self._fatal(out, reason)
+            return
         if kind == Request.FIND:
             self._wake_at = ev.now + s.retry_backoff
         elif kind == Request.HEARTBEAT:

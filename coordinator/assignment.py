@@ -18,6 +18,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 from ringleader.coordinator.errors import InconsistentAssignmentError, RingleaderError
 from ringleader.coordinator.twophase import Applied, Inconsistent, Unseen
 from ringleader.coordinator.txlog import TxLogReader, TxLogWriter, peek_commit
+from ringleader.security import KafkaSecurity
 
 KIND = "assign"
 PART_VERSION = 1
@@ -254,8 +255,10 @@ class AssignmentLog:
         start_offset: int = 0,
         producer_config: Mapping[str, str] | None = None,
         jump: bool = True,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.jump = jump
         self.topic = topic
         self.start_offset = start_offset
@@ -267,7 +270,9 @@ class AssignmentLog:
     @property
     def writer(self) -> TxLogWriter:
         if self._writer is None:
-            self._writer = TxLogWriter(self.bootstrap, self.topic, KIND, self._producer_config)
+            self._writer = TxLogWriter(
+                self.bootstrap, self.topic, KIND, self._producer_config, security=self.security
+            )
         return self._writer
 
     @property
@@ -277,7 +282,9 @@ class AssignmentLog:
         return self._reader
 
     def _new_reader(self, offset: int) -> TxLogReader:
-        return TxLogReader(self.bootstrap, self.topic, KIND, start_offset=offset)
+        return TxLogReader(
+            self.bootstrap, self.topic, KIND, start_offset=offset, security=self.security
+        )
 
     def publish(
         self,
@@ -334,7 +341,9 @@ class AssignmentLog:
             # part (the commit record names it) instead of replaying the uncompacted log.
             first = self.start_offset
             if self.jump and off > self.start_offset:
-                rec = peek_commit(self.bootstrap, self.topic, KIND, off, timeout)
+                rec = peek_commit(
+                    self.bootstrap, self.topic, KIND, off, timeout, security=self.security
+                )
                 if rec is not None and rec.first_offset >= self.start_offset:
                     first = rec.first_offset
             if fresh:

@@ -1,34 +1,47 @@
-"""One blocking TCP connection to one broker, and finding a group's coordinator.
+"""One connection to one broker, and finding a group's coordinator.
 
-Frames kafka-python's public `kafka.protocol` request objects on a socket (it never uses
-kafka-python's client or coordinator: its join loop can spin forever against Tansu). One
-request in flight at a time (a lock), every socket operation bounded by a timeout. Versions are
-the highest both sides support (ApiVersions), capped at what `coordinator.groupapi` was tested
+The connection layer is kafka-python's `kafka.net` (its public `KafkaConnectionManager` and
+`NetworkSelector`): TLS, the SASL handshake and authentication (PLAIN, SCRAM-SHA-256/512) and
+ApiVersions negotiation are its, with the settings of `ringleader.security.KafkaSecurity`.
+ringleader never uses kafka-python's client or coordinator (their join loop can spin forever
+against Tansu): it sends its own group requests (`coordinator.groupapi`) on this connection,
+one at a time, each bounded by a timeout, driving the selector on the calling thread.
+Versions are the highest both sides support, capped at what `coordinator.groupapi` was tested
 with.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import struct
+import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka.protocol.metadata import (
-    ApiVersionsRequest,
-    ApiVersionsResponse,
-    FindCoordinatorRequest,
-    FindCoordinatorResponse,
-)
+import kafka.errors as kerrors
+from kafka.net import KafkaConnectionManager, NetworkSelector
+from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
 
 from ringleader.coordinator import groupapi as api
 from ringleader.coordinator.errors import BrokerUnavailableError, CoordinatorError, ErrorCode
 from ringleader.coordinator.groupapi import CoordinatorAddress
+from ringleader.errors import BrokerAuthError
+from ringleader.security import KafkaSecurity
 
 _MAX_FRAME = 64 * 1024 * 1024
+_PLAINTEXT = KafkaSecurity()
+# kafka.net logs every failed connect at ERROR and each connection at INFO; ringleader reports
+# failures itself, once, with the broker, protocol and user named.
+logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
+logging.getLogger("kafka.cluster").setLevel(logging.WARNING)
+_AUTH_ERRORS = (
+    kerrors.SaslAuthenticationFailedError,
+    kerrors.UnsupportedSaslMechanismError,
+    kerrors.IllegalSaslStateError,
+    kerrors.AuthorizationError,
+)
 
 
 def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -49,7 +62,8 @@ def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
 
 
 class Connection:
-    """One TCP connection to one broker; one request at a time."""
+    """One connection to one broker (TLS and SASL as `security` says); one request at a
+    time. A failed request drops the connection; the next request opens a new one."""
 
     def __init__(
         self,
@@ -58,14 +72,18 @@ class Connection:
         *,
         client_id: str = "ringleader",
         connect_timeout: float = 5.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
+        self.security = security or _PLAINTEXT
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._correlation = 0
+        self._net: NetworkSelector | None = None
+        self._manager: KafkaConnectionManager | None = None
+        self._node: str | None = None
+        self._aborting = False
         self._versions: dict[int, tuple[int, int]] = {}
 
     @property
@@ -77,39 +95,74 @@ class Connection:
         return BrokerUnavailableError(f"{self.address}: {what}: {err}")
 
     def _drop(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+        manager, net = self._manager, self._net
+        self._manager = self._net = self._node = None
+        if manager is not None:
+            manager.close()
+        if net is not None:
+            net.close()
 
-    def _ensure_connected(self) -> socket.socket:
-        if self._sock is not None:
-            return self._sock
+    def _ensure_connected(self, deadline: float) -> None:
+        if self._manager is not None:
+            return
+        net = NetworkSelector()
+        manager = KafkaConnectionManager(
+            net,
+            bootstrap_servers=self.address,
+            client_id=self.client_id,
+            client_software_name="ringleader",
+            client_software_version="1",
+            receive_message_max_bytes=_MAX_FRAME,
+            request_timeout_ms=int(self._connect_timeout * 1000),
+            socket_connection_setup_timeout_ms=int(self._connect_timeout * 1000),
+            **self.security.kafka_python_config(),
+        )
+        self._net, self._manager = net, manager
+        node = str(manager.cluster.bootstrap_brokers()[0].node_id)
+        self._node = node
+        timeout = max(0.001, min(self._connect_timeout, deadline - time.monotonic()))
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self._connect_timeout)
-        except OSError as e:
-            raise BrokerUnavailableError(f"{self.address}: connect failed: {e}") from e
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        if not self._versions:
-            self._versions = self._negotiate(sock)
-        return sock
+            conn = manager.get_connection(
+                node, timeout_ms=timeout * 1000, refresh_metadata_on_err=False
+            )
+        except kerrors.KafkaError as e:
+            raise self._fail("connect failed", e) from e
+        self._wait(conn.init_future, deadline)
+        if not conn.init_future.succeeded():
+            raise self._connect_error(conn.init_future.exception)
+        versions = conn.broker_version_data.api_versions if conn.broker_version_data else None
+        if not versions:
+            raise self._fail("ApiVersions", "the broker sent no API versions")
+        self._versions = dict(versions)
 
-    def _negotiate(self, sock: socket.socket) -> dict[int, tuple[int, int]]:
-        deadline = time.monotonic() + self._connect_timeout
-        req = ApiVersionsRequest(client_software_name="ringleader", client_software_version="1")
-        resp = self._roundtrip(sock, req, ApiVersionsResponse, 3, deadline)
-        if resp.error_code != 0:
-            # Brokers answer an unsupported ApiVersions version with a v0 body listing theirs.
-            resp = self._roundtrip(sock, ApiVersionsRequest(), ApiVersionsResponse, 0, deadline)
-            if resp.error_code != 0:
-                raise self._fail("ApiVersions", ErrorCode.of(resp.error_code).name)
-        return {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+    def _connect_error(self, exc: BaseException | None) -> BrokerUnavailableError | BrokerAuthError:
+        """The error a failed connect raises: BrokerAuthError where retrying cannot help."""
+        self._drop()
+        sec = self.security.describe()
+        if isinstance(exc, _AUTH_ERRORS):
+            return BrokerAuthError(f"{self.address}: authentication failed ({sec}): {exc}")
+        cause = _root(exc)
+        if isinstance(cause, ssl.SSLError):
+            return BrokerAuthError(f"{self.address}: TLS handshake failed ({sec}): {cause}")
+        if exc is None:
+            return BrokerUnavailableError(f"{self.address}: connect timed out ({sec})")
+        return BrokerUnavailableError(f"{self.address}: connect failed ({sec}): {exc}")
+
+    def _wait(self, future: Any, deadline: float) -> None:
+        """Drive the selector on this thread until `future` is done, or the deadline."""
+        net = self._net
+        assert net is not None
+        while not future.is_done and not self._aborting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            net.poll(timeout_ms=remaining * 1000, future=future)
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
         """The broker's (min, max) version per API key; connects if needed."""
         with self._lock:
-            self._ensure_connected()
+            self._check_aborting()
+            self._ensure_connected(time.monotonic() + self._connect_timeout)
             return dict(self._versions)
 
     def version_for(self, request_cls: Any) -> int:
@@ -128,44 +181,10 @@ class Connection:
             )
         return version
 
-    def _recv_exact(self, sock: socket.socket, n: int, deadline: float) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("timed out waiting for the response")
-            sock.settimeout(remaining)
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("connection closed by the broker")
-            buf += chunk
-        return bytes(buf)
-
-    def _roundtrip(
-        self, sock: socket.socket, request: Any, response_cls: Any, version: int, deadline: float
-    ) -> Any:
-        self._correlation = (self._correlation + 1) % 2**31
-        cid = self._correlation
-        request.API_VERSION = version
-        request.with_header(correlation_id=cid, client_id=self.client_id)
-        data = request.encode(framed=True, header=True)
-        name = type(request).__name__
-        try:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            sock.sendall(data)
-            (size,) = struct.unpack(">i", self._recv_exact(sock, 4, deadline))
-            if not 0 < size <= _MAX_FRAME:
-                raise ConnectionError(f"bad frame size {size}")
-            payload = self._recv_exact(sock, size, deadline)
-        except (OSError, ConnectionError, TimeoutError) as e:
-            raise self._fail(f"{name} v{version}", e) from e
-        try:
-            resp = response_cls[version].decode(payload, header=True)
-        except (ValueError, struct.error) as e:
-            raise self._fail(f"{name} v{version}: undecodable response", e) from e
-        if resp.header.correlation_id != cid:
-            raise self._fail(name, f"correlation id {resp.header.correlation_id} != {cid}")
-        return resp
+    def _check_aborting(self) -> None:
+        if self._aborting:
+            self._drop()
+            raise BrokerUnavailableError(f"{self.address}: connection aborted")
 
     def request(self, request: Any, response_cls: Any, timeout: float) -> Any:
         """Send one request and wait for its response, at most `timeout` seconds in all."""
@@ -179,23 +198,51 @@ class Connection:
         timeout: float,
     ) -> tuple[int, Any]:
         """Like `request`, for requests whose shape depends on the negotiated version."""
+        del response_cls  # kafka.net decodes the response for the request it sent
         with self._lock:
             deadline = time.monotonic() + timeout
-            sock = self._ensure_connected()
+            self._check_aborting()
+            self._ensure_connected(deadline)
             version = self.version_for(request_cls)
-            return version, self._roundtrip(sock, build(version), response_cls, version, deadline)
+            request = build(version)
+            request.API_VERSION = version
+            name = f"{type(request).__name__} v{version}"
+            manager = self._manager
+            assert manager is not None
+            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            future = manager.send(request, node_id=self._node, request_timeout_ms=remaining_ms)
+            self._wait(future, deadline)
+            self._check_aborting()
+            if not future.is_done:
+                raise self._fail(name, "timed out waiting for the response")
+            if future.failed():
+                raise self._fail(name, future.exception or "failed")
+            return version, future.value
 
     def abort(self) -> None:
         """Unblock a request in flight from another thread; the connection is closed."""
-        sock = self._sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self._aborting = True
+        net, manager = self._net, self._manager
+        if net is not None and manager is not None:
+            # On the selector's own thread: closing fails the request in flight at once.
+            with contextlib.suppress(RuntimeError):  # the selector was closed meanwhile
+                net.call_soon_threadsafe(manager.close)
 
     def close(self) -> None:
         self.abort()
         with self._lock:
             self._drop()
+
+
+def _root(exc: BaseException | None) -> BaseException | None:
+    """The innermost cause (kafka.net wraps a TLS error in KafkaConnectionError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc, seen = nxt, seen + 1
+    return exc
 
 
 def find_coordinator(
@@ -205,6 +252,7 @@ def find_coordinator(
     timeout: float,
     client_id: str = "ringleader",
     retry_backoff: float = 0.2,
+    security: KafkaSecurity | None = None,
 ) -> CoordinatorAddress:
     """Ask the bootstrap brokers in turn which broker coordinates `group_id`.
 
@@ -219,7 +267,13 @@ def find_coordinator(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            conn = Connection(host, port, client_id=client_id, connect_timeout=min(remaining, 5.0))
+            conn = Connection(
+                host,
+                port,
+                client_id=client_id,
+                connect_timeout=min(remaining, 5.0),
+                security=security,
+            )
             try:
                 found = _find_on(conn, group_id, remaining)
             except BrokerUnavailableError as e:

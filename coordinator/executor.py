@@ -50,6 +50,8 @@ from ringleader.coordinator.messages import (
 from ringleader.coordinator.metadata import MemberMetadata, MetadataDecodeError
 from ringleader.coordinator.settings import MemberSettings
 from ringleader.coordinator.wire import GroupClient
+from ringleader.errors import BrokerAuthError
+from ringleader.security import KafkaSecurity
 
 log = logging.getLogger("ringleader.coordinator.member")
 
@@ -105,8 +107,10 @@ class GroupExecutor:
         publisher: Publisher = publish_committed,
         clock: Callable[[], float] = time.monotonic,
         busy: BusyReport = no_busy,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.settings = settings
         self.partitions = partitions
         self.assignment_topic = assignment_topic
@@ -152,12 +156,20 @@ class GroupExecutor:
         if self._log is not None:
             self._log.close()
 
+    def _failed(self, request: Request, e: BaseException) -> RequestFailed:
+        # Refused credentials or TLS cannot get better by retrying: the machine stops for good.
+        return RequestFailed(self._now(), request, str(e), fatal=isinstance(e, BrokerAuthError))
+
     # ---- one runner per request command --------------------------------------------------
 
     def _new_client(self) -> GroupClient:
         s = self.settings
         return GroupClient(
-            self.bootstrap, s.group_id, client_id=s.client_id, connect_timeout=s.connect_timeout
+            self.bootstrap,
+            s.group_id,
+            client_id=s.client_id,
+            connect_timeout=s.connect_timeout,
+            security=self.security,
         )
 
     def _find(self, cmd: FindCoordinator) -> Event:
@@ -165,7 +177,7 @@ class GroupExecutor:
             found = self._client.find_coordinator(cmd.timeout)
         except _IO_ERRORS as e:
             log.info("find coordinator failed: %s", e)
-            return RequestFailed(self._now(), Request.FIND, str(e))
+            return self._failed(Request.FIND, e)
         log.info("coordinator of %s is %s", self.settings.group_id, found)
         return CoordinatorFound(self._now())
 
@@ -196,7 +208,7 @@ class GroupExecutor:
                 reason=cmd.reason[:200],
             )
         except _IO_ERRORS as e:
-            return RequestFailed(self._now(), Request.JOIN, str(e))
+            return self._failed(Request.JOIN, e)
         if r.error == ErrorCode.NONE:
             log.info(
                 "joined generation %d as %s (leader %s, %d members)",
@@ -230,7 +242,7 @@ class GroupExecutor:
             )
         except _IO_ERRORS as e:
             log.info("sync failed: %s", e)
-            return RequestFailed(self._now(), Request.SYNC, str(e))
+            return self._failed(Request.SYNC, e)
         if res.error != ErrorCode.NONE:
             log.info("sync of generation %d answered %s", cmd.generation, res.error.name)
         return SyncResponse(self._now(), sent, res.error, res.assignment)
@@ -246,14 +258,14 @@ class GroupExecutor:
             )
         except _IO_ERRORS as e:
             log.info("heartbeat failed: %s", e)
-            return RequestFailed(self._now(), Request.HEARTBEAT, str(e))
+            return self._failed(Request.HEARTBEAT, e)
         if code != ErrorCode.NONE:
             log.info("heartbeat answered %s", code.name)
         return HeartbeatResponse(self._now(), sent, code)
 
     def _assignment_log(self) -> AssignmentLog:
         if self._log is None:
-            self._log = AssignmentLog(self.bootstrap, self.assignment_topic)
+            self._log = AssignmentLog(self.bootstrap, self.assignment_topic, security=self.security)
         return self._log
 
     def _run_assignment(self, cmd: RunAssignment) -> Event:
@@ -272,7 +284,7 @@ class GroupExecutor:
             )
         except (*_IO_ERRORS, ValueError) as e:
             log.warning("generation %d: assignment not committed: %s", cmd.generation, e)
-            return RequestFailed(self._now(), Request.ASSIGN, str(e))
+            return self._failed(Request.ASSIGN, e)
         a = decision.assignment
         log.info(
             "generation %d (%s) committed at offset %d: %s; to move: %s",
@@ -299,7 +311,7 @@ class GroupExecutor:
         try:
             assignment = alog.read(pointer, self.settings.request_timeout)
         except _IO_ERRORS as e:
-            return RequestFailed(self._now(), Request.READ, str(e))
+            return self._failed(Request.READ, e)
         if assignment is None:
             log.warning("generation %d not applied: %s", cmd.generation, alog.last_reason)
             return AssignmentRead(self._now(), cmd.generation, None)
@@ -329,7 +341,7 @@ class GroupExecutor:
             )
         except _IO_ERRORS as e:
             log.info("leave failed: %s", e)
-            return RequestFailed(self._now(), Request.LEAVE, str(e))
+            return self._failed(Request.LEAVE, e)
         finally:
             client.close()
         return LeaveResponse(self._now(), code)

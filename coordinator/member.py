@@ -60,6 +60,7 @@ from ringleader.coordinator.messages import (
 )
 from ringleader.coordinator.metadata import MemberMetadata
 from ringleader.coordinator.settings import MemberSettings
+from ringleader.security import KafkaSecurity
 
 log = logging.getLogger("ringleader.coordinator.member")
 
@@ -91,6 +92,7 @@ class Member:
         clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None,
         busy: BusyReport = no_busy,
+        security: KafkaSecurity | None = None,
     ) -> None:
         """`executor` replaces the network half (tests); by default a `GroupExecutor`.
         `busy` reports the worker's busy partitions for the leader (moves prefer idle ones)."""
@@ -118,6 +120,7 @@ class Member:
             publisher=publisher,
             clock=clock,
             busy=busy,
+            security=security,
         )
         self._sm = Membership(settings)
         self._lock = threading.Lock()

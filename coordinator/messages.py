@@ -139,6 +139,7 @@ class RequestFailed:
     now: float
     request: Request
     reason: str = ""
+    fatal: bool = False  # the broker refused this client (credentials, TLS): never retry
 
 
 @dataclass(frozen=True)

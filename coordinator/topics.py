@@ -8,6 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined, unused-ignore]
 
 from ringleader.coordinator.errors import BrokerUnavailableError, RingleaderError
+from ringleader.security import KafkaSecurity
 
 
 class TopicError(RingleaderError):
@@ -21,6 +22,7 @@ def ensure_topic(
     replication: int = 1,
     *,
     timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create `topic` unless it exists, then wait until metadata shows all its partitions.
 
@@ -28,7 +30,8 @@ def ensure_topic(
     """
     if partitions < 1 or replication < 1:
         raise ValueError("partitions and replication must be >= 1")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    conf = security.librdkafka_config() if security is not None else {}
+    admin = AdminClient({"bootstrap.servers": bootstrap, **conf})
     deadline = time.monotonic() + timeout
     futures = admin.create_topics(
         [NewTopic(topic, num_partitions=partitions, replication_factor=replication)],

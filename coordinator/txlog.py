@@ -32,6 +32,7 @@ from ringleader.coordinator.twophase import (
     encode_parts,
     part_key,
 )
+from ringleader.security import KafkaSecurity
 
 __all__ = ["TxLogError", "TxLogReader", "TxLogWriter", "ensure_topic", "peek_commit"]
 
@@ -55,6 +56,8 @@ class TxLogWriter:
         topic: str,
         kind: str,
         producer_config: Mapping[str, str] | None = None,
+        *,
+        security: KafkaSecurity | None = None,
     ) -> None:
         part_key(kind, "x", "x")  # validates kind
         self.topic = topic
@@ -65,6 +68,7 @@ class TxLogWriter:
             "enable.idempotence": True,
             "linger.ms": 1,
         }
+        config.update(_security_config(security))
         config.update(producer_config or {})
         self._producer = Producer(config)
 
@@ -140,10 +144,15 @@ class TxLogWriter:
         self._producer.flush(timeout)
 
 
-def _consumer(bootstrap: str, fetch_wait_ms: int) -> Consumer:
+def _security_config(security: KafkaSecurity | None) -> dict[str, str]:
+    return security.librdkafka_config() if security is not None else {}
+
+
+def _consumer(bootstrap: str, fetch_wait_ms: int, security: KafkaSecurity | None) -> Consumer:
     return Consumer(
         {
             "bootstrap.servers": bootstrap,
+            **_security_config(security),
             # librdkafka insists on a group id; with assign() no group is ever joined.
             "group.id": f"ringleader-txlog-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
@@ -158,14 +167,20 @@ def _consumer(bootstrap: str, fetch_wait_ms: int) -> Consumer:
 
 
 def peek_commit(
-    bootstrap: str, topic: str, kind: str, offset: int, timeout: float
+    bootstrap: str,
+    topic: str,
+    kind: str,
+    offset: int,
+    timeout: float,
+    *,
+    security: KafkaSecurity | None = None,
 ) -> CommitRecord | None:
     """Decode the commit record of ``kind`` at ``offset`` with a short-lived consumer.
 
     Returns None if the record there is not such a commit. Used to find where a
     transaction's parts begin (``CommitRecord.first_offset``) without reading the log.
     """
-    consumer = _consumer(bootstrap, 100)
+    consumer = _consumer(bootstrap, 100, security)
     try:
         consumer.assign([TopicPartition(topic, LOG_PARTITION, max(offset, 0))])
         deadline = time.monotonic() + timeout
@@ -207,6 +222,7 @@ class TxLogReader:
         max_pending: int = 10_000,
         keep: int = 1024,
         fetch_wait_ms: int = 100,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.topic = topic
         self.kind = kind
@@ -215,7 +231,7 @@ class TxLogReader:
         self._keep = keep
         self._by_offset: OrderedDict[int, Applied | Inconsistent | Unseen] = OrderedDict()
         self._applied: OrderedDict[str, Applied] = OrderedDict()
-        self._consumer = _consumer(bootstrap, fetch_wait_ms)
+        self._consumer = _consumer(bootstrap, fetch_wait_ms, security)
         self._consumer.assign([TopicPartition(topic, LOG_PARTITION, max(start_offset, 0))])
         self._closed = False
 

@@ -28,6 +28,7 @@ from ringleader.coordinator.groupapi import (
     PartitionOffset,
     SyncResult,
 )
+from ringleader.security import KafkaSecurity
 
 # Connection and find_coordinator moved to coordinator.connection; the operator views import
 # them from here.
@@ -44,8 +45,10 @@ class GroupClient:
         *,
         client_id: str = "ringleader",
         connect_timeout: float = 5.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.group_id = group_id
         self.client_id = client_id
         self.connect_timeout = connect_timeout
@@ -61,7 +64,11 @@ class GroupClient:
         """Locate the coordinator and point this client's connection at it."""
         self._check_open()
         found = find_coordinator(
-            self.bootstrap, self.group_id, timeout=timeout, client_id=self.client_id
+            self.bootstrap,
+            self.group_id,
+            timeout=timeout,
+            client_id=self.client_id,
+            security=self.security,
         )
         old = self._conn
         if old is None or (old.host, old.port) != (found.host, found.port):
@@ -70,6 +77,7 @@ class GroupClient:
                 found.port,
                 client_id=self.client_id,
                 connect_timeout=self.connect_timeout,
+                security=self.security,
             )
             if old is not None:
                 old.close()

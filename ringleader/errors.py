@@ -12,8 +12,10 @@ This module imports nothing from ringleader: every other module may import it.
 from __future__ import annotations
 
 __all__ = [
+    "BrokerAuthError",
     "BrokerUnavailableError",
     "ConfigError",
+    "RedisAuthError",
     "RedisUnavailableError",
     "RingleaderError",
 ]
@@ -43,7 +45,23 @@ class BrokerUnavailableError(RingleaderError):
     retriable = True
 
 
+class BrokerAuthError(RingleaderError):
+    """The broker refused this client: SASL authentication failed, or the TLS handshake did
+    (unknown CA, hostname mismatch, a plaintext client on a TLS port). Retrying the same
+    credentials cannot succeed; the message names the broker, protocol, mechanism and user,
+    never the password."""
+
+    retriable = False
+
+
 class RedisUnavailableError(RingleaderError):
     """Redis could not be reached (connection refused, timed out, or lost)."""
 
     retriable = True
+
+
+class RedisAuthError(RingleaderError):
+    """Redis refused this client: a wrong password, an ACL that denies a command or key, or a
+    failed TLS handshake. Not retriable; the message never shows the password."""
+
+    retriable = False

@@ -182,8 +182,9 @@ def _describe(
 ) -> list[Described] | None:
     """DescribeGroups; sets the state. None (with the reason in `errors`) if it failed."""
     try:
-        coord = find_coordinator(settings.bootstrap, group, timeout=timeout)
-        conn = Connection(coord.host, coord.port, connect_timeout=timeout)
+        sec = settings.security
+        coord = find_coordinator(settings.bootstrap, group, timeout=timeout, security=sec)
+        conn = Connection(coord.host, coord.port, connect_timeout=timeout, security=sec)
         try:
             resp = conn.request(
                 DescribeGroupsRequest(groups=[group]), DescribeGroupsResponse, timeout
@@ -231,7 +232,7 @@ def _assignment(
             assignment = last_committed(settings, timeout)
             view.assignment_source = None if assignment is None else "log"
             return assignment
-        alog = AssignmentLog(settings.bootstrap, log_topic)
+        alog = AssignmentLog(settings.bootstrap, log_topic, security=settings.security)
         try:
             assignment = alog.read(pointer, timeout)
         finally:
@@ -260,7 +261,12 @@ def worker_id_from_member(member_id: str) -> str | None:
 
 def last_committed(settings: AppSettings, timeout: float) -> Assignment | None:
     """The last consistently committed generation on `<ns>.assignments` (reads the log)."""
-    reader = TxLogReader(settings.bootstrap, topics(settings.namespace).assignments, ASSIGN_KIND)
+    reader = TxLogReader(
+        settings.bootstrap,
+        topics(settings.namespace).assignments,
+        ASSIGN_KIND,
+        security=settings.security,
+    )
     try:
         last: Applied | None = None
         for o in reader.read_available(timeout):

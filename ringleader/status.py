@@ -219,7 +219,7 @@ def _lag(
         report.errors.append(f"end offsets of {topic!r}: {e}")
         return
     committed: dict[int, int] = {}
-    gc = GroupClient(settings.bootstrap, group, connect_timeout=timeout)
+    gc = GroupClient(settings.bootstrap, group, connect_timeout=timeout, security=settings.security)
     try:
         gc.find_coordinator(timeout)
         for p, po in gc.fetch_offsets(topic=topic, partitions=partitions, timeout=timeout).items():

@@ -5,6 +5,7 @@ The producer API, the CLI and the operator views live in the `ringleader` facade
 imports this package; nothing here imports the facade.
 """
 
+from ringleader.security import KafkaSecurity
 from ringleader.worker.app import App
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.errors import (
@@ -17,7 +18,7 @@ from ringleader.worker.errors import (
     WorkerError,
 )
 from ringleader.worker.retry import Backoff, RetryPolicy
-from ringleader.worker.settings import AppSettings, KafkaSecurity
+from ringleader.worker.settings import AppSettings
 from ringleader.worker.tasks import Task, TaskContext
 
 __all__ = [

@@ -6,9 +6,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
+from ringleader.security import KafkaSecurity
 from ringleader.worker.retry import Backoff, RetryPolicy, as_backoff
 from ringleader.worker.routing import Topics, topics
-from ringleader.worker.settings import AppSettings, KafkaSecurity
+from ringleader.worker.settings import AppSettings
 from ringleader.worker.tasks import Task, TaskRegistry, default_task_name
 
 if TYPE_CHECKING:

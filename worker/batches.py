@@ -161,7 +161,7 @@ class BatchGate:
         self.book = BatchBook(abandon_after)
         self.clock = clock or time.monotonic
         self.read_timeout = read_timeout
-        self._reader = TxLogReader(settings.bootstrap, self.topic, KIND)
+        self._reader = TxLogReader(settings.bootstrap, self.topic, KIND, security=settings.security)
         self._lock = threading.Lock()  # guards the book
         self._read_lock = threading.Lock()  # one reader call at a time
         self._stop = threading.Event()

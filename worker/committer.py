@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException
 from ringleader.coordinator.errors import ErrorCode, RingleaderError
 from ringleader.coordinator.settings import MemberSettings
 from ringleader.coordinator.wire import GroupClient
+from ringleader.security import KafkaSecurity
 from ringleader.worker.book import Commit, PartitionBook, Revocation
 
 log = logging.getLogger("ringleader.worker.committer")
@@ -51,6 +52,7 @@ class OffsetCommitter:
         holder: Holder,
         settle: Callable[[float], bool],
         clock: Callable[[], float] = time.monotonic,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
@@ -64,6 +66,7 @@ class OffsetCommitter:
             settings.group_id,
             client_id=f"{settings.client_id}-offsets",
             connect_timeout=settings.connect_timeout,
+            security=security,
         )
         self._turn = threading.Lock()
 

@@ -21,7 +21,10 @@ def ensure_topics(settings: AppSettings, timeout: float = 30.0) -> None:
     """Idempotent: existing topics are left as they are."""
     t = topics(settings.namespace)
     rf = replication_for(settings)
-    ensure_topic(settings.bootstrap, t.tasks, settings.partitions, rf, timeout=timeout)
+    sec = settings.security
+    ensure_topic(
+        settings.bootstrap, t.tasks, settings.partitions, rf, timeout=timeout, security=sec
+    )
     # The logs are read whole, in order: one partition each.
     for name in (t.assignments, t.batches, t.dead_letter, t.events):
-        ensure_topic(settings.bootstrap, name, 1, rf, timeout=timeout)
+        ensure_topic(settings.bootstrap, name, 1, rf, timeout=timeout, security=sec)

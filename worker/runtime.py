@@ -193,6 +193,7 @@ class Worker:
             on_fenced=self._on_fenced,
             on_lost=self._on_lost,
             busy=self._busy,
+            security=s.security,
         )
         committer = OffsetCommitter(
             s.bootstrap,
@@ -202,6 +203,7 @@ class Worker:
             lock=self._lock,
             holder=member,
             settle=producers.settle,
+            security=s.security,
         )
         runner = TaskRunner(
             self.app,

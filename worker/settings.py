@@ -16,124 +16,13 @@ from ringleader import env as envmod
 from ringleader.coordinator.settings import MemberSettings
 from ringleader.errors import ConfigError
 from ringleader.redisurl import check_redis_url
+from ringleader.security import KafkaSecurity
 from ringleader.worker.envelope import DEFAULT_MAX_PAYLOAD
 from ringleader.worker.routing import MAX_NAMESPACE_LEN
 
 ENV_PREFIX = envmod.ENV_PREFIX
 WORKER_ENV_PREFIX = "RINGLEADER_WORKER_"
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]+")
-_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
-_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"})
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSecurity:
-    """TLS and SASL settings of the Kafka connections (RINGLEADER_SECURITY_PROTOCOL etc.).
-
-    Honoured today only by the confluent-kafka clients built from `librdkafka_config()`:
-    the Client's producer, the worker's fetch consumer and dead-letter/event producers, the
-    topic admin, `status`'s lag reader, `tail` and the producers' batch log writer. Not yet
-    by the group-membership and offset wire (`coordinator/wire.py` speaks PLAINTEXT on a
-    bare socket, also for `status`), nor by the assignment log (the leader's writer and
-    every reader) and the workers' batch log reader, which are built from the bootstrap
-    alone: against a secured cluster those fail. Securing them is a later issue.
-    """
-
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_key_password: str | None = field(default=None, repr=False)
-    ssl_check_hostname: bool = True
-
-    def __post_init__(self) -> None:
-        proto = self.security_protocol.upper()
-        if proto not in _PROTOCOLS:
-            raise ConfigError(
-                f"security_protocol must be one of {sorted(_PROTOCOLS)}, "
-                f"got {self.security_protocol!r}",
-                setting="security_protocol",
-            )
-        object.__setattr__(self, "security_protocol", proto)
-        if proto.startswith("SASL_"):
-            object.__setattr__(self, "sasl_mechanism", self._checked_mechanism(proto))
-        else:
-            self._refuse_set(("sasl_mechanism", "sasl_username", "sasl_password"), proto, "SASL")
-        if not proto.endswith("SSL"):
-            names = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
-            self._refuse_set(names, proto, "TLS")
-
-    def _checked_mechanism(self, proto: str) -> str:
-        mech = (self.sasl_mechanism or "").upper()
-        if mech not in _MECHANISMS:
-            raise ConfigError(
-                f"sasl_mechanism must be one of {sorted(_MECHANISMS)} with {proto}, "
-                f"got {self.sasl_mechanism!r}",
-                setting="sasl_mechanism",
-            )
-        if mech in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
-            for name in ("sasl_username", "sasl_password"):
-                if not getattr(self, name):
-                    raise ConfigError(
-                        f"{name} is required with sasl_mechanism {mech}", setting=name
-                    )
-        return mech
-
-    def _refuse_set(self, names: tuple[str, ...], proto: str, what: str) -> None:
-        for name in names:
-            if getattr(self, name) is not None:
-                raise ConfigError(
-                    f"{name} is set but security_protocol is {proto} (no {what})", setting=name
-                )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSecurity:
-        """RINGLEADER_<FIELD> variables, e.g. RINGLEADER_SASL_MECHANISM."""
-        return envmod.from_env(cls, environ)
-
-    def to_env(self) -> dict[str, str]:
-        """RINGLEADER_* variables that `from_env` reads back as these settings."""
-        return envmod.to_env(self)
-
-    def librdkafka_config(self) -> dict[str, str]:
-        """confluent-kafka (librdkafka) configuration keys."""
-        conf = {"security.protocol": self.security_protocol}
-        pairs = [
-            ("sasl.mechanism", self.sasl_mechanism),
-            ("sasl.username", self.sasl_username),
-            ("sasl.password", self.sasl_password),
-            ("ssl.ca.location", self.ssl_cafile),
-            ("ssl.certificate.location", self.ssl_certfile),
-            ("ssl.key.location", self.ssl_keyfile),
-            ("ssl.key.password", self.ssl_key_password),
-        ]
-        conf.update({k: v for k, v in pairs if v is not None})
-        if self.security_protocol.endswith("SSL"):
-            conf["ssl.endpoint.identification.algorithm"] = (
-                "https" if self.ssl_check_hostname else "none"
-            )
-        return conf
-
-    def kafka_python_config(self) -> dict[str, str | bool]:
-        """kafka-python keyword arguments. Nothing uses them yet: they are for a secured
-        membership wire (kafka-python's `kafka.net`), a later issue."""
-        conf: dict[str, str | bool] = {"security_protocol": self.security_protocol}
-        pairs = [
-            ("sasl_mechanism", self.sasl_mechanism),
-            ("sasl_plain_username", self.sasl_username),
-            ("sasl_plain_password", self.sasl_password),
-            ("ssl_cafile", self.ssl_cafile),
-            ("ssl_certfile", self.ssl_certfile),
-            ("ssl_keyfile", self.ssl_keyfile),
-            ("ssl_password", self.ssl_key_password),
-        ]
-        conf.update({k: v for k, v in pairs if v is not None})
-        if self.security_protocol.endswith("SSL"):
-            conf["ssl_check_hostname"] = self.ssl_check_hostname
-        return conf
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,7 +127,7 @@ def test_static_membership_carries_instance_id_and_fenced_instance_is_fatal() ->
     hb = only(m.handle(Tick(clock(1.0))), SendHeartbeat)
     assert isinstance(hb, SendHeartbeat) and hb.group_instance_id == "worker-7"
     cmds = m.handle(HeartbeatResponse(clock(), clock(), ErrorCode.FENCED_INSTANCE_ID))
-    assert kinds(cmds) == [Revoke, Fenced]
+    assert [type(c) for c in cmds] == [Revoke, Fenced]
     assert isinstance(cmds[1], Fenced) and cmds[1].fatal
     assert m.state == State.FENCED
     assert m.handle(Tick(clock(100.0))) == []
@@ -179,4 +179,23 @@ def test_fatal_join_error() -> None:
     m.handle(CoordinatorFound(clock()))
     cmds = m.handle(JoinResponse(clock(), clock(), ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
     assert cmds == [Fenced("JoinGroup: INCONSISTENT_GROUP_PROTOCOL", fatal=True)]
+    assert m.state == State.FENCED
+
+
+def test_a_refused_client_stops_for_good_and_revokes() -> None:
+    """Credentials or TLS the broker refuses cannot get better by retrying: a fatal
+    RequestFailed fences for good (revoking what the member held) instead of looping."""
+    clock = Clock()
+    m = Membership(SETTINGS)
+    m.handle(Start(clock()))
+    cmds = m.handle(RequestFailed(clock(), Request.FIND, "auth failed", fatal=True))
+    assert cmds == [Fenced("find-coordinator failed: auth failed", fatal=True)]
+    assert m.state == State.FENCED
+
+    m = Membership(SETTINGS)
+    joined_follower(m, clock, (0, 2))
+    only(m.handle(Tick(clock(1.0))), SendHeartbeat)
+    cmds = m.handle(RequestFailed(clock(), Request.HEARTBEAT, "tls", fatal=True))
+    assert [type(c) for c in cmds] == [Revoke, Fenced]
+    assert isinstance(cmds[0], Revoke) and cmds[0].partitions == (0, 2) and cmds[0].lost
     assert m.state == State.FENCED

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from ringleader.security import KafkaSecurity
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker import run as worker_run
 from ringleader.worker.envelope import Envelope, new_task_id
@@ -47,9 +48,14 @@ def worker_env(
     partitions: int = 6,
     session_ms: int = 6000,
     extra: dict[str, str] | None = None,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, str]:
     app = AppSettings(
-        namespace=namespace, bootstrap=bootstrap, redis=redis_url, partitions=partitions
+        namespace=namespace,
+        bootstrap=bootstrap,
+        redis=redis_url,
+        partitions=partitions,
+        security=security or KafkaSecurity(),
     )
     env = worker_run.worker_env(app, session_ms=session_ms)
     # Test overrides pass through to the workers.
@@ -156,6 +162,7 @@ def workers_of(
         settings.redis,
         partitions=settings.partitions,
         extra=extra,
+        security=settings.security,
     )
     ws = Workers(env, log_dir)
     try:

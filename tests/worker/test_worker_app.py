@@ -5,14 +5,16 @@ from typing import Any
 
 import pytest
 
+from ringleader.security import KafkaSecurity
 from ringleader.worker.app import App
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.errors import ConfigError
 from ringleader.worker.retry import Backoff
-from ringleader.worker.settings import AppSettings, KafkaSecurity
+from ringleader.worker.settings import AppSettings
 from ringleader.worker.tasks import Task, TaskContext, TaskRegistry, default_task_name
 
 TID = "ab" * 16
+CA = __file__  # any readable file: KafkaSecurity checks that its files exist
 
 
 def test_explicit_args_win_over_env_over_defaults() -> None:
@@ -98,7 +100,7 @@ def test_security_maps_to_librdkafka_and_kafka_python() -> None:
         sasl_mechanism="scram-sha-512",
         sasl_username="u",
         sasl_password="s3cret",
-        ssl_cafile="/ca.pem",
+        ssl_cafile=CA,
         ssl_check_hostname=False,
     )
     assert sec.librdkafka_config() == {
@@ -106,7 +108,7 @@ def test_security_maps_to_librdkafka_and_kafka_python() -> None:
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "u",
         "sasl.password": "s3cret",
-        "ssl.ca.location": "/ca.pem",
+        "ssl.ca.location": CA,
         "ssl.endpoint.identification.algorithm": "none",
     }
     assert sec.kafka_python_config() == {
@@ -114,7 +116,7 @@ def test_security_maps_to_librdkafka_and_kafka_python() -> None:
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "u",
         "sasl_plain_password": "s3cret",
-        "ssl_cafile": "/ca.pem",
+        "ssl_cafile": CA,
         "ssl_check_hostname": False,
     }
     assert "s3cret" not in repr(sec)
@@ -126,11 +128,11 @@ def test_security_maps_to_librdkafka_and_kafka_python() -> None:
 def test_security_from_env() -> None:
     env = {
         "RINGLEADER_SECURITY_PROTOCOL": "SSL",
-        "RINGLEADER_SSL_CAFILE": "/ca",
+        "RINGLEADER_SSL_CAFILE": CA,
         "RINGLEADER_SSL_CHECK_HOSTNAME": "false",
     }
     sec = AppSettings.from_env(env).security
-    assert sec == KafkaSecurity("SSL", ssl_cafile="/ca", ssl_check_hostname=False)
+    assert sec == KafkaSecurity("SSL", ssl_cafile=CA, ssl_check_hostname=False)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +152,7 @@ def test_security_from_env() -> None:
                 sasl_mechanism="SCRAM-SHA-512",
                 sasl_username="u",
                 sasl_password="p",
-                ssl_cafile="/ca",
+                ssl_cafile=CA,
                 ssl_check_hostname=False,
             ),
         ),
@@ -169,7 +171,10 @@ def test_to_env_reads_back_as_the_same_settings(settings: AppSettings) -> None:
         ({"security_protocol": "SASL_SSL"}, "sasl_mechanism"),
         ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}, "sasl_username"),
         ({"sasl_username": "u"}, "sasl_username"),
-        ({"ssl_cafile": "/ca"}, "ssl_cafile"),
+        ({"ssl_cafile": CA}, "ssl_cafile"),
+        ({"security_protocol": "SSL", "ssl_cafile": "/no/such/ca.pem"}, "ssl_cafile"),
+        ({"security_protocol": "SSL", "ssl_keyfile": CA}, "ssl_certfile"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism"),
     ],
 )
 def test_security_validation(kw: dict[str, Any], setting: str) -> None:
