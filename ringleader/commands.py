@@ -6,7 +6,8 @@ RINGLEADER_BOOTSTRAP and RINGLEADER_REDIS, then to the built-in defaults.
 Exit codes (for scripts):
   0  ok
   1  the task failed (submit --wait), or the worker stopped on a fatal error
-  2  usage: bad arguments, bad JSON, bad configuration, a task that cannot be sent
+  2  usage: bad arguments, bad JSON, bad configuration, a task that cannot be sent, or the
+     broker or Redis refused the credentials, the TLS handshake or an ACL
   3  the broker or Redis could not be reached (or refused the submission)
   4  timed out waiting for a result (submit --wait --timeout)
   5  worker --processes N: the children kept dying (the supervisor's crash-loop bound)
@@ -21,7 +22,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ringleader.errors import BrokerUnavailableError, ConfigError, RedisUnavailableError
+from ringleader.errors import (
+    BrokerAuthError,
+    BrokerUnavailableError,
+    ConfigError,
+    RedisAuthError,
+    RedisUnavailableError,
+)
 from ringleader.handles import SubmitError
 from ringleader.worker.errors import EnvelopeError, ResultGone, ResultTimeout, TaskError
 from ringleader.worker.settings import AppSettings
@@ -34,6 +41,7 @@ EXIT_TIMEOUT = 4
 
 # librdkafka logs every failed connection attempt to stderr; the CLI reports one clear error.
 _QUIET = {"log_level": 2}
+_ACCESS_TIMEOUT = 5.0  # seconds the CLI waits for the broker and Redis to let it in
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -116,6 +124,27 @@ def _settings(args: argparse.Namespace) -> AppSettings:
     )
 
 
+def _checked(args: argparse.Namespace, *, redis: bool, report: bool = False) -> AppSettings:
+    """The settings, once the broker (and Redis) let this client in: a refusal or an absent
+    broker is one line within seconds, not a client library retrying until its timeouts.
+    With `report` (status) only a refusal stops here: status reports what is absent."""
+    from ringleader.access import check_kafka, check_redis
+
+    settings = _settings(args)
+    checks: list[Callable[[], None]] = [
+        lambda: check_kafka(settings.bootstrap, settings.security, _ACCESS_TIMEOUT)
+    ]
+    if redis:
+        checks.append(lambda: check_redis(settings.redis, _ACCESS_TIMEOUT))
+    for check in checks:
+        try:
+            check()
+        except (BrokerUnavailableError, RedisUnavailableError):
+            if not report:
+                raise
+    return settings
+
+
 def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Turn the errors a person can act on into one line and an exit code."""
     try:
@@ -125,6 +154,9 @@ def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         return EXIT_USAGE
     except EnvelopeError as e:
         _err(str(e))
+        return EXIT_USAGE
+    except (BrokerAuthError, RedisAuthError) as e:
+        _err(f"refused: {e}")
         return EXIT_USAGE
     except (BrokerUnavailableError, RedisUnavailableError, SubmitError) as e:
         _err(str(e))
@@ -182,7 +214,8 @@ def _submit(args: argparse.Namespace) -> int:
         raise EnvelopeError("--timeout only makes sense with --wait")
     if args.timeout is not None and args.timeout < 0:
         raise EnvelopeError("--timeout must be >= 0 seconds")
-    with Client(settings=_settings(args), producer_config=_QUIET) as client:
+    settings = _checked(args, redis=args.wait)
+    with Client(settings=settings, producer_config=_QUIET) as client:
         h = client.submit(
             args.name,
             task_args,
@@ -223,7 +256,7 @@ def status_cmd(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from ringleader.status import format_text, gather
 
-    report = gather(_settings(args), group_id=args.group)
+    report = gather(_checked(args, redis=True, report=True), group_id=args.group)
     if args.json:
         print(json.dumps(report.to_json(), default=_jsonable), flush=True)
     else:
@@ -243,7 +276,7 @@ def _tail(args: argparse.Namespace) -> int:
 
     n = 0
     try:
-        for ev in tail(_settings(args), args.from_beginning, idle=args.idle):
+        for ev in tail(_checked(args, redis=False), args.from_beginning, idle=args.idle):
             line = json.dumps(event_row(ev)) if args.json else format_event(ev)
             print(line, flush=True)
             n += 1

@@ -7,7 +7,8 @@ recorded there), so holding partitions would only stall their tasks (DESIGN inva
 * `preflight` — before joining: the broker and Redis must answer within
   `WorkerSettings.preflight_timeout` (retries logged with their reason); otherwise it raises
   `BrokerUnavailableError` / `RedisUnavailableError` and the worker exits 3 without ever
-  joining the group.
+  joining the group. A refusal (credentials, TLS, ACL: `BrokerAuthError` / `RedisAuthError`)
+  is not retried: the worker exits 2 at once, as for any other configuration error.
 * `RedisHealth` — pure (time passed in): "redis ok" / "redis failed" at time t become the
   decisions LEAVE (failing for `redis_grace` seconds) and REJOIN (answering again after a
   LEAVE).
@@ -28,6 +29,7 @@ import redis as redis_lib
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from ringleader.access import check_kafka, check_redis
 from ringleader.errors import BrokerUnavailableError, RedisUnavailableError
 from ringleader.redisurl import redact
 from ringleader.worker.settings import AppSettings
@@ -195,6 +197,11 @@ _Problem = tuple[type[BrokerUnavailableError] | type[RedisUnavailableError], str
 
 
 def _check_broker(settings: AppSettings, timeout: float) -> _Problem | None:
+    # The wire first: it tells a refusal (BrokerAuthError, raised through) from absence.
+    try:
+        check_kafka(settings.bootstrap, settings.security, timeout)
+    except BrokerUnavailableError as e:
+        return BrokerUnavailableError, str(e)
     # log_level 2: librdkafka would print every refused connection; the reason is logged once.
     admin = AdminClient({**settings.librdkafka_config(), "log_level": 2})
     try:
@@ -206,16 +213,10 @@ def _check_broker(settings: AppSettings, timeout: float) -> _Problem | None:
 
 
 def _check_redis(settings: AppSettings, timeout: float) -> _Problem | None:
-    client: redis_lib.Redis[bytes] = redis_lib.Redis.from_url(
-        settings.redis, socket_timeout=timeout, socket_connect_timeout=timeout
-    )
     try:
-        client.ping()
-    except (redis_lib.RedisError, OSError) as e:
-        what = f"Redis at {redact(settings.redis)} does not answer"
-        return RedisUnavailableError, f"{what}: {_text(e)}"
-    finally:
-        client.close()
+        check_redis(settings.redis, timeout)  # RedisAuthError is raised through
+    except RedisUnavailableError as e:
+        return RedisUnavailableError, str(e)
     return None
 
 

@@ -5,7 +5,8 @@ The worker process's entry stays in the worker package: it loads the user's App 
 `Worker` until a signal, and `worker_env` is the environment contract such a process reads.
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the worker stopped on a fatal error
-(fenced for good, a crashed loop), 2 for a bad app reference or configuration, 3 when the
+(fenced for good, a crashed loop), 2 for a bad app reference or configuration (also when
+the broker or Redis refuses the credentials, the TLS handshake or an ACL), 3 when the
 broker or Redis did not answer within RINGLEADER_WORKER_PREFLIGHT_TIMEOUT at start (the
 worker never joined the group). Each is reported in one line on stderr.
 """
@@ -21,7 +22,13 @@ import sys
 from collections.abc import Mapping
 from types import FrameType
 
-from ringleader.errors import BrokerUnavailableError, ConfigError, RedisUnavailableError
+from ringleader.errors import (
+    BrokerAuthError,
+    BrokerUnavailableError,
+    ConfigError,
+    RedisAuthError,
+    RedisUnavailableError,
+)
 from ringleader.worker.app import App
 from ringleader.worker.settings import AppSettings
 
@@ -111,6 +118,10 @@ def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | No
         worker.run()
     except ConfigError as e:
         print(f"ringleader worker: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (BrokerAuthError, RedisAuthError) as e:
+        # Restarting with the same credentials cannot help: a configuration error.
+        print(f"ringleader worker: refused: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except (BrokerUnavailableError, RedisUnavailableError) as e:
         print(f"ringleader worker: cannot start: {e}", file=sys.stderr)

@@ -1,0 +1,110 @@
+"""Can this client get in? The broker and Redis checked up front, refusal told apart from
+absence.
+
+A refusal (wrong password, unknown CA, hostname mismatch, a TLS port spoken to in plaintext,
+an ACL denial) raises `BrokerAuthError` / `RedisAuthError` at once: retrying the same
+credentials cannot help, so the worker and the CLI stop with one line that names the broker,
+the mechanism and the user, never the password. Absence (nothing listening, a broker still
+starting) raises the retriable `BrokerUnavailableError` / `RedisUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+
+import redis as redis_lib
+
+from ringleader.coordinator.connection import Connection, parse_bootstrap
+from ringleader.errors import (
+    BrokerAuthError,
+    BrokerUnavailableError,
+    RedisAuthError,
+    RedisUnavailableError,
+)
+from ringleader.redisurl import redact
+from ringleader.security import KafkaSecurity
+
+__all__ = ["check_kafka", "check_redis"]
+
+# A broker that accepts the TCP connection and then closes it before answering ApiVersions,
+# this many times in a row, is a TLS listener spoken to in plaintext (or the reverse).
+_CLOSED_BEFORE_ANSWER = 3
+
+
+def check_kafka(bootstrap: str, security: KafkaSecurity, timeout: float) -> None:
+    """Return once one bootstrap broker answers ApiVersions with these credentials."""
+    deadline = time.monotonic() + timeout
+    reasons: list[str] = []
+    closed = 0
+    while True:
+        for host, port in parse_bootstrap(bootstrap):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            conn = Connection(host, port, connect_timeout=min(left, 5.0), security=security)
+            try:
+                conn.api_versions()
+                return
+            except BrokerUnavailableError as e:
+                reasons.append(str(e))
+                closed = closed + 1 if _closed_early(str(e)) else 0
+            finally:
+                conn.close()
+        if closed >= _CLOSED_BEFORE_ANSWER:
+            raise BrokerAuthError(
+                f"{reasons[-1]}; the broker closes the connection before answering: is its "
+                f"listener TLS or SASL while this client uses {security.describe()} "
+                "(RINGLEADER_SECURITY_PROTOCOL)?"
+            )
+        if time.monotonic() + 0.2 >= deadline:
+            raise BrokerUnavailableError(
+                f"no broker of {bootstrap} answered within {timeout:g}s: "
+                + (reasons[-1] if reasons else "no attempt")
+            )
+        time.sleep(0.2)
+
+
+def _closed_early(reason: str) -> bool:
+    return "connect failed" in reason and (
+        "closed" in reason.lower() or "reset" in reason.lower() or "eof" in reason.lower()
+    )
+
+
+def check_redis(url: str, timeout: float) -> None:
+    """Return once Redis answers PING for this URL's user."""
+    client: redis_lib.Redis[bytes] = redis_lib.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    shown = redact(url)
+    try:
+        client.ping()
+    except (redis_lib.AuthenticationError, redis_lib.exceptions.NoPermissionError) as e:
+        raise RedisAuthError(f"Redis at {shown} refused user {_user(url)}: {e}") from None
+    except redis_lib.ResponseError as e:
+        if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
+            raise RedisAuthError(f"Redis at {shown} refused user {_user(url)}: {e}") from None
+        raise RedisUnavailableError(f"Redis at {shown}: {e}") from None
+    except (redis_lib.RedisError, OSError) as e:
+        if _tls_failure(e):
+            raise RedisAuthError(f"Redis at {shown}: TLS handshake failed: {e}") from None
+        raise RedisUnavailableError(f"Redis at {shown} does not answer: {e}") from None
+    finally:
+        client.close()
+
+
+def _tls_failure(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or "SSL" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _user(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return repr(urlsplit(url).username or "default")
