@@ -142,7 +142,8 @@ class Connection:
         if isinstance(exc, _AUTH_ERRORS):
             return BrokerAuthError(f"{self.address}: authentication failed ({sec}): {exc}")
         cause = _root(exc)
-        if isinstance(cause, ssl.SSLError):
+        if isinstance(cause, ssl.SSLError) or "[SSL" in str(exc):
+            # kafka.net passes some TLS alerts on as text only (a KafkaConnectionError).
             return BrokerAuthError(f"{self.address}: TLS handshake failed ({sec}): {cause}")
         if exc is None:
             return BrokerUnavailableError(f"{self.address}: connect timed out ({sec})")

@@ -30,6 +30,7 @@ __all__ = ["check_kafka", "check_redis"]
 # A broker that accepts the TCP connection and then closes it before answering ApiVersions,
 # this many times in a row, is a TLS listener spoken to in plaintext (or the reverse).
 _CLOSED_BEFORE_ANSWER = 3
+_CLOSED_WORDS = ("reset by peer", "Connection closed by server")
 
 
 def check_kafka(bootstrap: str, security: KafkaSecurity, timeout: float) -> None:
@@ -66,21 +67,25 @@ def check_kafka(bootstrap: str, security: KafkaSecurity, timeout: float) -> None
 
 
 def _closed_early(reason: str) -> bool:
-    return "connect failed" in reason and (
-        "closed" in reason.lower() or "reset" in reason.lower() or "eof" in reason.lower()
-    )
+    low = reason.lower()
+    return "connect failed" in low and any(w in low for w in ("closed", "reset", "eof", "disconn"))
 
 
-def check_redis(url: str, timeout: float) -> None:
-    """Return once Redis answers PING for this URL's user."""
+def check_redis(url: str, timeout: float, *, namespace: str | None = None) -> None:
+    """Return once Redis answers PING for this URL's user; with `namespace`, once it also
+    lets the user write a key of that namespace (what an ACL confines)."""
     client: redis_lib.Redis[bytes] = redis_lib.Redis.from_url(
         url, socket_timeout=timeout, socket_connect_timeout=timeout
     )
     shown = redact(url)
     try:
         client.ping()
+        if namespace is not None:
+            client.set(f"ringleader:{namespace}:access-check", b"1", px=5000)
     except (redis_lib.AuthenticationError, redis_lib.exceptions.NoPermissionError) as e:
         raise RedisAuthError(f"Redis at {shown} refused user {_user(url)}: {e}") from None
+    except redis_lib.exceptions.ReadOnlyError as e:
+        raise RedisUnavailableError(f"Redis at {shown} is read-only: {e}") from None
     except redis_lib.ResponseError as e:
         if "NOAUTH" in str(e) or "WRONGPASS" in str(e):
             raise RedisAuthError(f"Redis at {shown} refused user {_user(url)}: {e}") from None
@@ -88,6 +93,12 @@ def check_redis(url: str, timeout: float) -> None:
     except (redis_lib.RedisError, OSError) as e:
         if _tls_failure(e):
             raise RedisAuthError(f"Redis at {shown}: TLS handshake failed: {e}") from None
+        if url.startswith("redis://") and any(w in str(e) for w in _CLOSED_WORDS):
+            # Accepted, then cut at the first command: a TLS port spoken to in plaintext.
+            raise RedisAuthError(
+                f"Redis at {shown} closes the connection at the first command: is it a TLS "
+                f"port (rediss://)? {e}"
+            ) from None
         raise RedisUnavailableError(f"Redis at {shown} does not answer: {e}") from None
     finally:
         client.close()

@@ -214,7 +214,8 @@ def _check_broker(settings: AppSettings, timeout: float) -> _Problem | None:
 
 def _check_redis(settings: AppSettings, timeout: float) -> _Problem | None:
     try:
-        check_redis(settings.redis, timeout)  # RedisAuthError is raised through
+        # RedisAuthError (credentials, TLS, an ACL that denies our keys) is raised through.
+        check_redis(settings.redis, timeout, namespace=settings.namespace)
     except RedisUnavailableError as e:
         return RedisUnavailableError, str(e)
     return None

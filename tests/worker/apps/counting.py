@@ -20,7 +20,11 @@ from ringleader.worker.tasks import TaskContext
 
 app = App()
 NS = app.namespace
-_r: redis.Redis[bytes] = redis.Redis.from_url(app.settings.redis)
+# RINGLEADER_TEST_APP_REDIS: where the test bookkeeping goes when the app's own Redis user
+# may touch only ringleader's keys (the secured-cluster tests).
+_r: redis.Redis[bytes] = redis.Redis.from_url(
+    os.environ.get("RINGLEADER_TEST_APP_REDIS") or app.settings.redis
+)
 PID = os.getpid()
 
 
