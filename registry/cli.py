@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from ringleader.errors import ConfigError
+from ringleader.redisurl import redact
 from ringleader.registry.backend import RegistryBackend
 from ringleader.registry.errors import InvalidInstance, RegistryError, RegistryUnavailable
 from ringleader.registry.model import Instance, Metadata, Status, split_key
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _command(backend, args, out)
     except RegistryUnavailable as e:
-        print(f"error: {e} (at {settings.redis_url})", file=sys.stderr)
+        print(f"error: {e} (at {redact(settings.redis_url)})", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except (RegistryError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

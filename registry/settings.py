@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 
 from ringleader import env as envmod
 from ringleader.errors import ConfigError
-from ringleader.redisurl import check_redis_url
+from ringleader.redisurl import check_redis_url, redacted_repr
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
+    def __repr__(self) -> str:
+        return redacted_repr(self)
+
     #: RINGLEADER_REDIS as App and Client read it; RINGLEADER_REDIS_URL, its older name,
     #: still works.
     redis_url: str = field(

@@ -53,17 +53,27 @@ def check_kafka(bootstrap: str, security: KafkaSecurity, timeout: float) -> None
             finally:
                 conn.close()
         if closed >= _CLOSED_BEFORE_ANSWER:
-            raise BrokerAuthError(
-                f"{reasons[-1]}; the broker closes the connection before answering: is its "
-                f"listener TLS or SASL while this client uses {security.describe()} "
-                "(RINGLEADER_SECURITY_PROTOCOL)?"
-            )
+            raise BrokerAuthError(f"{reasons[-1]}; {_closed_hint(security)}")
         if time.monotonic() + 0.2 >= deadline:
             raise BrokerUnavailableError(
                 f"no broker of {bootstrap} answered within {timeout:g}s: "
                 + (reasons[-1] if reasons else "no attempt")
             )
         time.sleep(0.2)
+
+
+def _closed_hint(security: KafkaSecurity) -> str:
+    sec = security.describe()
+    if security.sasl_mechanism:
+        # kafka.net can see the broker's close before the SaslAuthenticate answer it follows.
+        return (
+            "the broker closes the connection during the handshake: are the credentials "
+            f"wrong (authentication failed?) or is the listener not {sec}?"
+        )
+    return (
+        "the broker closes the connection before answering: is its listener TLS or SASL "
+        f"while this client uses {sec} (RINGLEADER_SECURITY_PROTOCOL)?"
+    )
 
 
 def _closed_early(reason: str) -> bool:

@@ -30,6 +30,7 @@ from ringleader.errors import BrokerUnavailableError, RedisUnavailableError
 from ringleader.handles import BatchHandle, SubmitError, SubmitTimeout, TaskHandle
 from ringleader.packing import TaskSpec, as_spec, idempotent_task_id
 from ringleader.producing import TaskProducer
+from ringleader.redisurl import redact
 from ringleader.worker.errors import ResultGone, ResultTimeout
 from ringleader.worker.results import ResultStore, Status
 from ringleader.worker.routing import Topics
@@ -215,7 +216,9 @@ class Client:
         try:
             return fn()
         except (redis_lib.ConnectionError, redis_lib.TimeoutError) as e:
-            raise RedisUnavailableError(f"cannot reach Redis at {self.settings.redis}: {e}") from e
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {redact(self.settings.redis)}: {e}"
+            ) from e
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -135,7 +135,9 @@ def _checked(args: argparse.Namespace, *, redis: bool, report: bool = False) -> 
         lambda: check_kafka(settings.bootstrap, settings.security, _ACCESS_TIMEOUT)
     ]
     if redis:
-        checks.append(lambda: check_redis(settings.redis, _ACCESS_TIMEOUT))
+        checks.append(
+            lambda: check_redis(settings.redis, _ACCESS_TIMEOUT, namespace=settings.namespace)
+        )
     for check in checks:
         try:
             check()

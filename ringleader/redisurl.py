@@ -8,13 +8,14 @@ show the password: a URL may carry one (`redis://user:secret@host`).
 
 from __future__ import annotations
 
+from dataclasses import fields, is_dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.connection import parse_url
 
 from ringleader.errors import ConfigError
 
-__all__ = ["check_redis_url", "redact"]
+__all__ = ["check_redis_url", "redact", "redacted_repr"]
 
 _SCHEMES = frozenset({"redis", "rediss", "unix"})
 
@@ -30,6 +31,21 @@ def redact(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def redacted_repr(obj: object) -> str:
+    """A dataclass's repr with the password of every URL field shown as `***` (settings
+    reprs end up in logs and tracebacks)."""
+    assert is_dataclass(obj)
+    shown = []
+    for f in fields(obj):
+        if not f.repr:
+            continue
+        value = getattr(obj, f.name)
+        if isinstance(value, str) and "://" in value:
+            value = redact(value)
+        shown.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(shown)})"
 
 
 def check_redis_url(value: object, *, setting: str = "redis") -> None:

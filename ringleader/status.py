@@ -36,6 +36,7 @@ from ringleader.coordinator.errors import ErrorCode
 from ringleader.coordinator.wire import GroupClient
 from ringleader.errors import BrokerUnavailableError, RingleaderError
 from ringleader.groupview import LongestRun, MemberView, read_group, with_activity
+from ringleader.redisurl import redact
 from ringleader.worker.ledger import RunningTask, running_live
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
@@ -266,7 +267,7 @@ def _registry(
         except (redis_lib.RedisError, RegistryError, ValueError) as e:
             if isinstance(e, redis_lib.ConnectionError | redis_lib.TimeoutError):
                 report.unreachable = True
-            report.errors.append(f"registry at {settings.redis}: {e}")
+            report.errors.append(f"registry at {redact(settings.redis)}: {e}")
             if report.unreachable:
                 return None
         return _running(report, r, settings)
@@ -282,7 +283,7 @@ def _running(
     try:
         return running_live(r, f"ringleader:{settings.namespace}", workers)
     except (redis_lib.RedisError, ValueError) as e:
-        report.errors.append(f"running tasks at {settings.redis}: {e}")
+        report.errors.append(f"running tasks at {redact(settings.redis)}: {e}")
         return None
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ringleader import env as envmod
 from ringleader.coordinator.settings import MemberSettings
 from ringleader.errors import ConfigError
-from ringleader.redisurl import check_redis_url
+from ringleader.redisurl import check_redis_url, redacted_repr
 from ringleader.security import KafkaSecurity
 from ringleader.worker.envelope import DEFAULT_MAX_PAYLOAD
 from ringleader.worker.routing import MAX_NAMESPACE_LEN
@@ -36,6 +36,9 @@ class AppSettings:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
     # Read by KafkaSecurity.from_env (its own RINGLEADER_<FIELD> variables), not as one variable.
     security: KafkaSecurity = field(default_factory=KafkaSecurity, metadata=envmod.env_names())
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         _check_namespace(self.namespace)

@@ -250,3 +250,15 @@ def test_context_logger_carries_task_id(caplog: pytest.LogCaptureFixture) -> Non
     rec = caplog.records[-1]
     assert rec.getMessage() == f"[{TID} #3] hello there"
     assert rec.task_id == TID  # type: ignore[attr-defined]
+
+
+def test_settings_reprs_never_show_a_password() -> None:
+    from ringleader.registry.settings import RegistrySettings
+
+    sec = KafkaSecurity(
+        "SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="kafka-s3cret"
+    )
+    s = AppSettings(redis="rediss://u:redis-s3cret@h:6380/0", security=sec)
+    text = repr(s) + str(s) + repr(RegistrySettings(redis_url=s.redis)) + sec.describe()
+    assert "s3cret" not in text
+    assert "rediss://u:***@h:6380/0" in text and "PLAIN user 'u'" in text
