@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ringleader.access import check_kafka
 from ringleader.errors import BrokerUnavailableError, RingleaderError
 from ringleader.handles import ResultSource, SubmitError, SubmitTimeout, TaskHandle
 from ringleader.packing import Prepared, TaskSpec, pack
@@ -195,6 +196,9 @@ class TaskProducer:
     def _fetch_partitions(self) -> int:
         topic = self.topics.tasks
         bs = self.settings.bootstrap
+        # Once per client: a refusal (credentials, TLS) is a BrokerAuthError that says why,
+        # where librdkafka would only time out.
+        check_kafka(bs, self.settings.security, self.connect_timeout)
         try:
             md = self._producer.list_topics(topic, timeout=self.connect_timeout)
         except KafkaException as e:
