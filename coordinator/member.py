@@ -6,20 +6,8 @@ read), runs each local command (assign, revoke, fenced) through the worker's cal
 feeds the outcomes back as events. Heartbeats are sent by this thread, so they continue while
 the worker's own threads run tasks.
 
-Callback contract:
-* ``on_assigned(generation, partitions)`` runs on the member thread once the generation's
-  assignment is committed and consistent; it should return quickly (heartbeats wait for it).
-* ``on_revoked(partitions)`` runs, and returns, before any other member can be given those
-  partitions. Eager (and on leave, fence, pause): on the member thread, before the member
-  rejoins, leaves or fences itself; it must return well within the rebalance timeout (and
-  within ``fence_margin_ms`` when fencing). Cooperative moves (and a graceful close): on a
-  release thread of its own while the member keeps heartbeating, and the member reports the
-  partitions as still owned until it returns; then the member rejoins so the leader can hand
-  them on. It may block to finish or abandon in-flight work.
-* ``on_lost(partitions)`` (default: ``on_revoked``) instead, when the membership is gone or
-  going (fenced on its own clock, unknown member, illegal generation): others may be given the
-  partitions within ``fence_margin_ms``, so it must let go fast rather than drain.
-  Close abandons a pending request, never a pending assign, revoke or fenced.
+The callbacks and their contract: `coordinator.callbacks`. Close abandons a pending request,
+never a pending assign, revoke or fenced.
 """
 
 from __future__ import annotations
@@ -31,6 +19,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ringleader.coordinator.assignors import get_assignor
+from ringleader.coordinator.callbacks import (
+    AssignedCallback,
+    Callbacks,
+    FencedCallback,
+    LostCallback,
+    RevokedCallback,
+)
 from ringleader.coordinator.executor import (
     BusyReport,
     Executor,
@@ -59,15 +54,12 @@ from ringleader.coordinator.messages import (
     Tick,
 )
 from ringleader.coordinator.metadata import MemberMetadata
+from ringleader.coordinator.releases import Releases
 from ringleader.coordinator.settings import MemberSettings
 from ringleader.security import KafkaSecurity
 
 log = logging.getLogger("ringleader.coordinator.member")
 
-AssignedCallback = Callable[[int, list[int]], None]
-RevokedCallback = Callable[[list[int]], None]
-LostCallback = Callable[[list[int]], None]
-FencedCallback = Callable[[str, bool], None]
 
 _IDLE_WAIT = 1.0
 
@@ -104,10 +96,7 @@ class Member:
         self.partitions = partitions
         self.assignment_topic = assignment_topic
         self._template = metadata
-        self._on_assigned = on_assigned
-        self._on_revoked = on_revoked
-        self._on_fenced = on_fenced
-        self._on_lost = on_lost or on_revoked
+        self._cb = Callbacks(on_assigned, on_revoked, on_lost or on_revoked, on_fenced)
         self._clock = clock
         assignor = get_assignor(settings.assignor)  # ConfigError early for a bad name
         self._io: Executor = executor or GroupExecutor(
@@ -129,7 +118,7 @@ class Member:
         self._closing = False
         # From pause()/resume() and release threads, for the member thread.
         self._controls: deque[Pause | Resume | Released] = deque()
-        self._releases: list[tuple[threading.Thread, tuple[int, ...]]] = []
+        self._releases = Releases(self._cb.revoked, self._released)
         self._thread: threading.Thread | None = None
         # Snapshot for other threads (guarded by _lock).
         self._generation = -1
@@ -314,9 +303,7 @@ class Member:
             while self._controls:
                 c = self._controls.popleft()
                 if isinstance(c, Released):
-                    self._releases = [
-                        (t, ps) for t, ps in self._releases if t.is_alive() or ps != c.partitions
-                    ]
+                    self._releases.finished(c.partitions)
                     return c
                 if not left:
                     return c
@@ -359,10 +346,7 @@ class Member:
             self._changed.notify_all()
         self._io.applied(cmd.generation, cmd.partitions)
         log.info("generation %d applied: partitions %s", cmd.generation, list(cmd.partitions))
-        try:
-            self._on_assigned(cmd.generation, list(cmd.partitions))
-        except Exception:
-            log.exception("on_assigned raised")
+        self._cb.assigned(cmd.generation, list(cmd.partitions))
 
     def _revoke(self, partitions: Sequence[int], reason: str, *, lost: bool = False) -> None:
         """Let go of everything now: moves in progress finish first. `lost` (the session is
@@ -375,12 +359,9 @@ class Member:
         rest = [p for p in partitions if p not in released]
         log.info("revoking %s: %s", rest, reason)
         if lost:
-            try:
-                self._on_lost(rest)
-            except Exception:
-                log.exception("on_lost raised")
+            self._cb.lost(rest)
         else:
-            self._call_revoked(rest)
+            self._cb.revoked(rest)
 
     def _release(self, partitions: tuple[int, ...], reason: str) -> None:
         """A cooperative move: stop owning these now, drain them on a thread of their own."""
@@ -388,42 +369,25 @@ class Member:
             self._assigned = tuple(p for p in self._assigned if p not in partitions)
             self._changed.notify_all()
         log.info("releasing %s: %s", list(partitions), reason)
+        self._releases.start(partitions)
 
-        def run() -> None:
-            self._call_revoked(list(partitions))
-            with self._lock:
-                self._controls.append(Released(self._clock(), partitions))
-            self._wake.set()
-
-        t = threading.Thread(target=run, name="ringleader-release", daemon=True)
-        self._releases.append((t, partitions))
-        t.start()
+    def _released(self, partitions: tuple[int, ...]) -> None:
+        # On the release thread: hand the news to the member thread.
+        with self._lock:
+            self._controls.append(Released(self._clock(), partitions))
+        self._wake.set()
 
     def _join_releases(self) -> set[int]:
         """Wait for moves in progress; their Released events are dropped (the revoke that
         waited for them supersedes them: a late one must not clear a later move)."""
-        done: set[int] = set()
-        for t, parts in self._releases:
-            t.join()
-            done.update(parts)
-        self._releases.clear()
+        done = self._releases.join_all()
         with self._lock:
             self._controls = deque(c for c in self._controls if not isinstance(c, Released))
         return done
-
-    def _call_revoked(self, partitions: list[int]) -> None:
-        try:
-            self._on_revoked(partitions)
-        except Exception:
-            log.exception("on_revoked raised")
 
     def _fenced(self, cmd: Fenced) -> None:
         log.warning("fenced (%s): %s", "fatal" if cmd.fatal else "will rejoin", cmd.reason)
         if cmd.fatal:
             with self._lock:
                 self._fatal = cmd.reason
-        if self._on_fenced is not None:
-            try:
-                self._on_fenced(cmd.reason, cmd.fatal)
-            except Exception:
-                log.exception("on_fenced raised")
+        self._cb.fenced(cmd.reason, cmd.fatal)
