@@ -1,20 +1,47 @@
 """Dispatch throughput and latency with worker OS processes (prints figures, asserts nothing).
 
 1. Raw baseline: one confluent-kafka consumer reads N no-op envelopes from a P-partition topic
-   (assign(), no group) — the rate a Kafka client alone reaches on this machine.
+   (assign(), no group) — the rate a Kafka client alone reaches on this machine. The clock
+   starts once the consumer holds its connection to the partition leader (watermarks read), so
+   the TLS handshake and SASL exchange are not in the rate; their time is printed as "connect".
 2. End to end: N no-op tasks submitted (Client.submit_many) as a backlog, then 2 worker
    processes start; rate = N / (last `succeeded` event - first `started` event), and the wall
-   time from the workers' launch until every offset is committed.
+   time from the workers' launch until every offset is committed. Run twice: with crash
+   quarantine (start records) on and off.
 3. Submit-to-start latency at a paced 1,000 tasks/s (`started` event time - submitted_at).
-4. Round trip: 500 sequential `client.submit("noop").result()`; p50/p99.
+4. Round trip: 500 sequential `client.submit("noop").result()`; p50/p99/max.
 
     RINGLEADER_TEST_KAFKA=127.0.0.1:19092 RINGLEADER_TEST_REDIS=redis://127.0.0.1:16379/0 \\
         .venv/bin/python benchmarks/bench_dispatch.py [--tasks 100000] [--broker tansu]
+
+The cost of TLS and SASL (`--secure STACK`): the same run measures every step twice, on the
+PLAINTEXT broker and Redis above and on a secured stack, interleaved step by step (raw
+PLAINTEXT, raw secure, end to end PLAINTEXT, end to end secure, ...; with `--trials K` the
+whole sequence K times), then prints one table with a row per cluster (median over the
+trials) and the ratio secure / PLAINTEXT: raw consume rate and the raw consumer's connect
+time, Client.submit_many rate, end-to-end tasks/s (quarantine on and off), round trip
+p50/p99/max. STACK is the JSON that `ringleader local up --kafka --redis --secure --json`
+prints, saved to a file, or that command's `--dir` (its `secrets.json` holds the same
+JSON). The secure row uses the stack's main listener (`bootstrap`, e.g. SASL_SSL with
+SCRAM-SHA-512) and its TLS Redis URL (`redis`, an ACL user limited to `ringleader:*` keys);
+every client of the benchmark (the raw confluent-kafka producer and consumers, topic
+creation, GroupClient, Client, and the worker processes through `AppSettings.to_env()`)
+gets the stack's `KafkaSecurity`.
+
+    .venv/bin/ringleader local up --kafka --redis --secure --dir /tmp/rl-sec --json \\
+        > /tmp/sec.json
+    RINGLEADER_TEST_KAFKA=... RINGLEADER_TEST_REDIS=... .venv/bin/python \\
+        benchmarks/bench_dispatch.py --tasks 20000 --secure /tmp/sec.json [--trials 2]
+
+Rates in the table are per second (ratio below 1: the secured cluster is slower); latencies
+are in ms (ratio above 1: slower). Both clusters run on the same machine, so the ratio shows
+what TLS and SASL cost the clients and brokers in CPU, not in network round trips.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -23,7 +50,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +63,21 @@ sys.path.insert(0, str(ROOT))
 from ringleader.client import Client, TaskSpec  # noqa: E402
 from ringleader.coordinator.topics import ensure_topic  # noqa: E402
 from ringleader.coordinator.wire import GroupClient  # noqa: E402
+from ringleader.errors import BrokerAuthError, ConfigError, RedisAuthError  # noqa: E402
+from ringleader.redisurl import redact  # noqa: E402
+from ringleader.security import KafkaSecurity  # noqa: E402
 from ringleader.worker import run  # noqa: E402
 from ringleader.worker.envelope import Envelope, EventKind, decode_event, encode, new_task_id  # noqa: E402
 from ringleader.worker.namespace import ensure_topics  # noqa: E402
 from ringleader.worker.settings import AppSettings  # noqa: E402
 
 APP = "tests.worker.apps.counting:app"
+# Where `ringleader local up --secure --dir D` keeps what its --json printed (D/secrets.json,
+# ringleader.local.secure.SECRETS).
+STACK_SECRETS = "secrets.json"
+ROUND_TRIPS = 500
+# Refusals: retrying cannot help, so a measurement stops at once instead of at its deadline.
+REFUSED = (BrokerAuthError, RedisAuthError, ConfigError)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -48,11 +85,59 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-def raw_consume(bootstrap: str, n: int, partitions: int) -> float:
+@dataclass(frozen=True)
+class Target:
+    """One cluster to measure: a Kafka bootstrap with its security settings, and Redis."""
+
+    label: str
+    bootstrap: str
+    redis: str
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+
+    def kafka_config(self) -> dict[str, str]:
+        """bootstrap.servers plus the security keys, for a raw confluent-kafka client."""
+        return {"bootstrap.servers": self.bootstrap, **self.security.librdkafka_config()}
+
+    def settings(self, tag: str, partitions: int) -> AppSettings:
+        return AppSettings(
+            namespace=f"bench-{tag}-{uuid.uuid4().hex[:6]}",
+            bootstrap=self.bootstrap,
+            redis=self.redis,
+            partitions=partitions,
+            security=self.security,
+        )
+
+    def describe(self) -> str:
+        """For the header: never a password."""
+        return (
+            f"{self.label}: Kafka {self.bootstrap} ({self.security.describe()}), "
+            f"Redis {redact(self.redis)}"
+        )
+
+
+def load_stack(path: Path) -> Target:
+    """The secured stack's main listener and Redis, from its `--json` output or its --dir."""
+    file = path / STACK_SECRETS if path.is_dir() else path
+    if not file.is_file():
+        raise SystemExit(
+            f"--secure {path}: {file} not found (pass the JSON `ringleader local up --secure "
+            f"--json` printed, or that stack's --dir, which holds {STACK_SECRETS})"
+        )
+    conn = json.loads(file.read_text())
+    missing = [k for k in ("bootstrap", "redis", "security_protocol") if not conn.get(k)]
+    if missing:
+        raise SystemExit(f"--secure {file}: no {', '.join(missing)} (not a secured stack?)")
+    security = KafkaSecurity.from_mapping(conn)
+    label = " ".join(filter(None, (security.security_protocol, security.sasl_mechanism)))
+    return Target(label, conn["bootstrap"], conn["redis"], security)
+
+
+def raw_consume(t: Target, n: int, partitions: int) -> tuple[float, float]:
+    """(messages/s, seconds from the consumer's creation to its first watermark answer)."""
     topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    ensure_topic(bootstrap, topic, partitions)
+    ensure_topic(t.bootstrap, topic, partitions, security=t.security)
     value = encode(Envelope(id=new_task_id(), name="noop", submitted_at=time.time()))
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    p = Producer({**t.kafka_config(), "linger.ms": 5, "acks": "all"})
     for i in range(n):
         while True:
             try:
@@ -60,15 +145,24 @@ def raw_consume(bootstrap: str, n: int, partitions: int) -> float:
                 break
             except BufferError:
                 p.poll(0.05)
-    p.flush(60)
+    left = p.flush(60)
+    if left:
+        raise RuntimeError(f"{t.label}: {left} of {n} raw messages not delivered in 60 s")
+    created = time.perf_counter()
     c = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **t.kafka_config(),
             "group.id": f"bench-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 100,
         }
     )
+    tps = [TopicPartition(topic, q) for q in range(partitions)]
+    # Opens (TLS, SASL) the connections to the leaders that the fetches below use.
+    total = sum(c.get_watermark_offsets(tp, timeout=30, cached=False)[1] for tp in tps)
+    connect = time.perf_counter() - created
+    if total < n:
+        raise RuntimeError(f"{t.label}: {total} of {n} raw messages on {topic}")
     c.assign([TopicPartition(topic, q, 0) for q in range(partitions)])
     got = 0
     t0 = time.perf_counter()
@@ -76,7 +170,7 @@ def raw_consume(bootstrap: str, n: int, partitions: int) -> float:
         got += sum(1 for m in c.consume(num_messages=500, timeout=1.0) if m.error() is None)
     dt = time.perf_counter() - t0
     c.close()
-    return n / dt
+    return n / dt, connect
 
 
 @dataclass(frozen=True)
@@ -93,6 +187,7 @@ class Knobs:
 
 
 def worker_env(s: AppSettings, knobs: Knobs) -> dict[str, str]:
+    # run.worker_env: settings.to_env(), which carries s.security (RINGLEADER_SASL_*, ...).
     env = run.worker_env(s)
     env.update({"RINGLEADER_SESSION_TIMEOUT_MS": "10000", "PYTHONPATH": str(ROOT)})
     if knobs.record_window is not None:
@@ -104,10 +199,10 @@ def worker_env(s: AppSettings, knobs: Knobs) -> dict[str, str]:
 
 def start_workers(
     s: AppSettings, count: int, concurrency: int, log_dir: Path, knobs: Knobs
-) -> list[Any]:
+) -> list[subprocess.Popen[bytes]]:
     out = []
     for i in range(count):
-        fh = open(log_dir / f"w{i}.log", "wb")  # noqa: SIM115 - owned by the child
+        fh = open(log_dir / f"{s.namespace}-w{i}.log", "wb")  # noqa: SIM115 - owned by the child
         out.append(
             subprocess.Popen(
                 [
@@ -124,9 +219,10 @@ def start_workers(
     return out
 
 
-def stop_workers(procs: list[Any]) -> None:
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
     for p in procs:
-        p.send_signal(signal.SIGTERM)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
     for p in procs:
         try:
             p.wait(60)
@@ -134,8 +230,16 @@ def stop_workers(procs: list[Any]) -> None:
             p.kill()
 
 
+def check_alive(s: AppSettings, procs: list[subprocess.Popen[bytes]], log_dir: Path) -> None:
+    """A worker that exited (e.g. refused by the broker: exit 2) ends the measurement."""
+    for i, p in enumerate(procs):
+        if p.poll() is not None:
+            log = log_dir / f"{s.namespace}-w{i}.log"
+            raise RuntimeError(f"worker w{i} exited with {p.returncode}; see {log}")
+
+
 def committed_total(s: AppSettings) -> int:
-    c = GroupClient(s.bootstrap, f"{s.namespace}.workers")
+    c = GroupClient(s.bootstrap, f"{s.namespace}.workers", security=s.security)
     try:
         c.find_coordinator(5)
         got = c.fetch_offsets(
@@ -146,20 +250,25 @@ def committed_total(s: AppSettings) -> int:
         c.close()
 
 
-def wait_committed(s: AppSettings, total: int, timeout: float) -> float:
+def wait_committed(
+    s: AppSettings, total: int, timeout: float, procs: list[subprocess.Popen[bytes]], log_dir: Path
+) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        check_alive(s, procs, log_dir)
         try:
             if committed_total(s) >= total:
                 return time.monotonic()
+        except REFUSED:
+            raise
         except Exception:  # noqa: BLE001 - coordinator not there yet; the deadline bounds it
             pass
         time.sleep(0.2)
     raise TimeoutError(f"not all {total} offsets committed within {timeout}s")
 
 
-def read_events(bootstrap: str, topic: str) -> list[Any]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+def read_events(s: AppSettings, topic: str) -> list[Any]:
+    c = Consumer({**s.librdkafka_config(), "group.id": f"bench-{uuid.uuid4().hex}"})
     _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
     c.assign([TopicPartition(topic, 0, 0)])
     out: list[Any] = []
@@ -174,32 +283,40 @@ def read_events(bootstrap: str, topic: str) -> list[Any]:
     return out
 
 
-def end_to_end(s: AppSettings, n: int, concurrency: int, log_dir: Path, knobs: Knobs) -> None:
+def end_to_end(
+    s: AppSettings, n: int, concurrency: int, log_dir: Path, knobs: Knobs, *, prefix: str
+) -> tuple[float, float]:
+    """(Client.submit_many tasks/s, end-to-end tasks/s)."""
     ensure_topics(s)
     with Client(settings=s) as client:
         t0 = time.perf_counter()
         for i in range(0, n, 10_000):
             client.submit_many([TaskSpec("noop")] * min(10_000, n - i))
         submit_rate = n / (time.perf_counter() - t0)
-    print(f"  backlog submitted: {n} tasks at {submit_rate:,.0f}/s (Client.submit_many)")
+    print(f"  {prefix}backlog submitted: {n} tasks at {submit_rate:,.0f}/s (Client.submit_many)")
     launched = time.monotonic()
     procs = start_workers(s, 2, concurrency, log_dir, knobs)
     try:
-        done = wait_committed(s, n, 600)
+        done = wait_committed(s, n, 600, procs, log_dir)
     finally:
         stop_workers(procs)
-    events = read_events(s.bootstrap, f"{s.namespace}.events")
+    events = read_events(s, f"{s.namespace}.events")
     started = [e.at for e in events if e.kind is EventKind.STARTED]
     succeeded = [e.at for e in events if e.kind is EventKind.SUCCEEDED]
     span = max(succeeded) - min(started)
+    rate = len(succeeded) / span
     print(
-        f"  end to end, 2 worker processes x {concurrency} threads, {knobs.label()}: "
-        f"{len(succeeded) / span:,.0f} tasks/s ({len(succeeded)} succeeded in {span:.2f}s "
+        f"  {prefix}end to end, 2 worker processes x {concurrency} threads, {knobs.label()}: "
+        f"{rate:,.0f} tasks/s ({len(succeeded)} succeeded in {span:.2f}s "
         f"from first start to last completion); launch-to-all-committed {done - launched:.1f}s"
     )
+    return submit_rate, rate
 
 
-def latency(s: AppSettings, concurrency: int, log_dir: Path, knobs: Knobs) -> None:
+def latency(
+    s: AppSettings, concurrency: int, log_dir: Path, knobs: Knobs, prefix: str
+) -> dict[str, float]:
+    """Submit-to-start p50/p99 and round trip p50/p99/max, in ms."""
     ensure_topics(s)
     procs = start_workers(s, 2, concurrency, log_dir, knobs)
     try:
@@ -210,7 +327,10 @@ def latency(s: AppSettings, concurrency: int, log_dir: Path, knobs: Knobs) -> No
                 try:
                     client.submit("noop").result(timeout=5)
                     break
+                except REFUSED:
+                    raise
                 except Exception:  # not ready yet
+                    check_alive(s, procs, log_dir)
                     if time.monotonic() > deadline:
                         raise
             # Paced submissions at 1,000/s for 5 s (in a thread so submit latency adds nothing).
@@ -228,7 +348,7 @@ def latency(s: AppSettings, concurrency: int, log_dir: Path, knobs: Knobs) -> No
             client.result(ids[-1], timeout=60)
             time.sleep(1.0)
             want = set(ids)
-            events = read_events(s.bootstrap, f"{s.namespace}.events")
+            events = read_events(s, f"{s.namespace}.events")
             start_at: dict[str, float] = {}
             for e in events:
                 if e.task_id in want and e.kind is EventKind.STARTED:
@@ -237,26 +357,34 @@ def latency(s: AppSettings, concurrency: int, log_dir: Path, knobs: Knobs) -> No
             submitted = read_submitted(s, want)
             lat = [(start_at[t] - submitted[t]) * 1000 for t in want if t in start_at]
             print(
-                f"  submit-to-start at {achieved:,.0f} submits/s (one submit call each): "
+                f"  {prefix}submit-to-start at {achieved:,.0f} submits/s (one submit call each): "
                 f"p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms over {len(lat)} tasks"
             )
             rtt = []
-            for _ in range(500):
+            for _ in range(ROUND_TRIPS):
                 t = time.perf_counter()
                 client.submit("noop").result(timeout=30)
                 rtt.append((time.perf_counter() - t) * 1000)
             print(
-                f"  round trip submit -> result(), 500 sequential: p50 {pct(rtt, 50):.2f} ms, "
-                f"p99 {pct(rtt, 99):.2f} ms, mean {statistics.fmean(rtt):.2f} ms"
+                f"  {prefix}round trip submit -> result(), {ROUND_TRIPS} sequential: "
+                f"p50 {pct(rtt, 50):.2f} ms, p99 {pct(rtt, 99):.2f} ms, "
+                f"max {max(rtt):.2f} ms, mean {statistics.fmean(rtt):.2f} ms"
             )
     finally:
         stop_workers(procs)
+    return {
+        "s2s_p50": pct(lat, 50),
+        "s2s_p99": pct(lat, 99),
+        "rtt_p50": pct(rtt, 50),
+        "rtt_p99": pct(rtt, 99),
+        "rtt_max": max(rtt),
+    }
 
 
 def read_submitted(s: AppSettings, want: set[str]) -> dict[str, float]:
     from ringleader.worker.envelope import decode
 
-    c = Consumer({"bootstrap.servers": s.bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+    c = Consumer({**s.librdkafka_config(), "group.id": f"bench-{uuid.uuid4().hex}"})
     tps = [TopicPartition(f"{s.namespace}.tasks", p) for p in range(s.partitions)]
     highs = [c.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in tps]
     c.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in tps])
@@ -273,6 +401,53 @@ def read_submitted(s: AppSettings, want: set[str]) -> dict[str, float]:
     return out
 
 
+# The summary table: (key, header, is a rate). Rates per second, the rest in ms. Submit-to-start
+# is left out: its paced 1,000/s is not reached on a busy machine, and at different achieved
+# rates the two rows would not compare (the per-step lines show it with its rate).
+COLUMNS: list[tuple[str, str, bool]] = [
+    ("raw", "raw/s", True),
+    ("connect", "connect", False),
+    ("submit", "submit/s", True),
+    ("e2e", "e2e/s", True),
+    ("e2e_off", "e2e q-off/s", True),
+    ("rtt_p50", "rtt p50", False),
+    ("rtt_p99", "rtt p99", False),
+    ("rtt_max", "rtt max", False),
+]
+
+Results = dict[str, list[float]]
+
+
+def print_table(targets: list[Target], results: dict[str, Results], trials: int) -> None:
+    keys = [c for c in COLUMNS if any(results[t.label].get(c[0]) for t in targets)]
+    width = max(len("secure / plain"), *(len(t.label) for t in targets)) + 2
+    medians = {
+        t.label: {k: statistics.median(v) for k, v in results[t.label].items() if v}
+        for t in targets
+    }
+    how = "median of " + (f"{trials} trials" if trials > 1 else "1 trial")
+    print(f"\nsummary ({how}; rates per second, times in ms; connect = raw consumer's first")
+    print("connection, submit/s = Client.submit_many in both end-to-end runs, e2e q-off = crash")
+    print(f"quarantine off, rtt = {ROUND_TRIPS} sequential submit -> result() round trips)")
+    print("".ljust(width) + "".join(h.rjust(12) for _, h, _ in keys))
+    for t in targets:
+        row = medians[t.label]
+        cells = [(f"{row[k]:,.0f}" if rate else f"{row[k]:.2f}") for k, _, rate in keys]
+        print(t.label.ljust(width) + "".join(c.rjust(12) for c in cells))
+    if len(targets) == 2:
+        plain, secure = (medians[t.label] for t in targets)
+        cells = [f"{secure[k] / plain[k]:.2f}x" if plain[k] else "-" for k, _, _ in keys]
+        print("secure / plain".ljust(width) + "".join(c.rjust(12) for c in cells))
+        print("(ratio of rates below 1x: secure is slower; of latencies above 1x: slower)")
+    if trials > 1:
+        print("per trial:")
+        for t in targets:
+            for k, h, rate in keys:
+                vals = results[t.label].get(k, [])
+                shown = ", ".join(f"{v:,.0f}" if rate else f"{v:.2f}" for v in vals)
+                print(f"  {t.label} {h}: {shown}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
@@ -281,32 +456,71 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--record-window", type=int, help="RINGLEADER_WORKER_RECORD_WINDOW")
+    ap.add_argument(
+        "--secure",
+        type=Path,
+        metavar="STACK",
+        help="also measure this secured stack (`local up --secure --json` output or its --dir)",
+    )
+    ap.add_argument("--trials", type=int, default=1, help="repeat the interleaved sequence")
     args = ap.parse_args()
     env_key = "RINGLEADER_TEST_KAFKA" if args.broker == "kafka" else "RINGLEADER_TEST_TANSU"
-    bootstrap = os.environ.get(env_key, "127.0.0.1:19092")
-    redis_url = os.environ.get("RINGLEADER_TEST_REDIS", "redis://127.0.0.1:16379/0")
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    print(f"bench_dispatch on {args.broker} ({bootstrap}), logs in {log_dir}")
-    rate = raw_consume(bootstrap, args.tasks, args.partitions)
-    print(
-        f"  raw confluent-kafka consume (1 consumer, {args.partitions} partitions): {rate:,.0f}/s"
-    )
-
-    def settings(tag: str) -> AppSettings:
-        return AppSettings(
-            namespace=f"bench-{tag}-{uuid.uuid4().hex[:6]}",
-            bootstrap=bootstrap,
-            redis=redis_url,
-            partitions=args.partitions,
+    targets = [
+        Target(
+            f"PLAINTEXT ({args.broker})",
+            os.environ.get(env_key, "127.0.0.1:19092"),
+            os.environ.get("RINGLEADER_TEST_REDIS", "redis://127.0.0.1:16379/0"),
         )
-
+    ]
+    if args.secure is not None:
+        targets.append(load_stack(args.secure))
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    print(f"bench_dispatch, {args.tasks} tasks, {args.trials} trial(s), logs in {log_dir}")
+    for t in targets:
+        print(f"  {t.describe()}")
     knobs = Knobs(record_window=args.record_window)
-    end_to_end(settings("e2e"), args.tasks, args.concurrency, log_dir, knobs)
     # The same with no start record before each run: what crash quarantine costs.
     off = Knobs(record_window=args.record_window, crash_limit=0)
-    end_to_end(settings("e2e-off"), args.tasks, args.concurrency, log_dir, off)
+    results: dict[str, Results] = {t.label: {} for t in targets}
+
+    def add(t: Target, **values: float) -> None:
+        for k, v in values.items():
+            results[t.label].setdefault(k, []).append(v)
+
+    def step_raw(t: Target, prefix: str) -> None:
+        rate, connect = raw_consume(t, args.tasks, args.partitions)
+        print(
+            f"  {prefix}raw confluent-kafka consume (1 consumer, {args.partitions} partitions): "
+            f"{rate:,.0f}/s (connect {connect * 1000:.0f} ms, not in the rate)"
+        )
+        add(t, raw=rate, connect=connect * 1000)
+
+    def step_e2e(t: Target, prefix: str) -> None:
+        s = t.settings("e2e", args.partitions)
+        submit, rate = end_to_end(s, args.tasks, args.concurrency, log_dir, knobs, prefix=prefix)
+        add(t, submit=submit, e2e=rate)
+
+    def step_e2e_off(t: Target, prefix: str) -> None:
+        s = t.settings("e2e-off", args.partitions)
+        submit, rate = end_to_end(s, args.tasks, args.concurrency, log_dir, off, prefix=prefix)
+        add(t, submit=submit, e2e_off=rate)
+
+    def step_latency(t: Target, prefix: str) -> None:
+        add(
+            t,
+            **latency(t.settings("lat", args.partitions), args.concurrency, log_dir, knobs, prefix),
+        )
+
+    steps: list[Callable[[Target, str], None]] = [step_raw, step_e2e, step_e2e_off]
     if not args.skip_latency:
-        latency(settings("lat"), args.concurrency, log_dir, knobs)
+        steps.append(step_latency)
+    for trial in range(args.trials):
+        if args.trials > 1:
+            print(f"trial {trial + 1} of {args.trials}")
+        for step in steps:
+            for t in targets:
+                step(t, f"[{t.label}] " if len(targets) > 1 else "")
+    print_table(targets, results, args.trials)
 
 
 if __name__ == "__main__":
