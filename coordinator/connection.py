@@ -36,6 +36,9 @@ _PLAINTEXT = KafkaSecurity()
 # failures itself, once, with the broker, protocol and user named.
 logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
 logging.getLogger("kafka.cluster").setLevel(logging.WARNING)
+# kafka.protocol's parser logs every request and its bytes at DEBUG: with SASL PLAIN that
+# would be the password, whatever level the application asks for.
+logging.getLogger("kafka.protocol").setLevel(logging.WARNING)
 _AUTH_ERRORS = (
     kerrors.SaslAuthenticationFailedError,
     kerrors.UnsupportedSaslMechanismError,
