@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import redis as redis_lib
@@ -28,10 +29,13 @@ import redis as redis_lib
 from ringleader.batch import BatchWriter
 from ringleader.errors import BrokerUnavailableError, RedisUnavailableError
 from ringleader.handles import BatchHandle, SubmitError, SubmitTimeout, TaskHandle
-from ringleader.packing import TaskSpec, as_spec, idempotent_task_id
+from ringleader.packing import TaskSpec, as_spec, due_time, idempotent_task_id
 from ringleader.producing import TaskProducer
 from ringleader.redisurl import redact
-from ringleader.worker.errors import ResultGone, ResultTimeout
+from ringleader.scheduling import schedule, split_due
+from ringleader.worker.cancel import CancelOutcome
+from ringleader.worker.cancel import cancel as cancel_task
+from ringleader.worker.errors import EnvelopeError, ResultGone, ResultTimeout
 from ringleader.worker.results import ResultStore, Status
 from ringleader.worker.routing import Topics
 from ringleader.worker.settings import AppSettings
@@ -107,13 +111,22 @@ class Client:
         priority: int = 0,
         idempotency_key: str | None = None,
         not_before: float | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
     ) -> TaskHandle:
-        """Submit one task; returns once the broker acknowledged it.
+        """Submit one task; returns once the broker acknowledged it (or, with `countdown`
+        seconds or a timezone-aware `eta`, once Redis holds it until then: see
+        `ringleader.scheduling`).
 
         Raises PayloadTooLarge / EnvelopeError for a task that cannot be sent (nothing is
         produced), BrokerUnavailableError if the broker cannot be reached in time, SubmitError
         if it refused the record.
         """
+        if countdown is not None or eta is not None:
+            if not_before is not None:
+                raise EnvelopeError("give not_before, countdown or eta, not several")
+            not_before = due_time(countdown, eta, time.time())
         spec = TaskSpec(name, args or (), kwargs or {}, key, priority, idempotency_key, not_before)
         return self.submit_many([spec])[0]
 
@@ -124,7 +137,24 @@ class Client:
         On a delivery failure raises SubmitError whose `acknowledged` lists what got through
         (SubmitTimeout, also a BrokerUnavailableError, when the broker did not answer in time).
         """
-        return self._producer.send(self._producer.prepare([as_spec(s) for s in specs]))
+        checked = [as_spec(s) for s in specs]
+        prepared = self._producer.prepare(checked)
+        now_idx, later = split_due([s.not_before for s in checked], time.time())
+        if not later:
+            return self._producer.send(prepared)
+        handles: list[TaskHandle | None] = [None] * len(prepared)
+        for i, h in zip(now_idx, self._producer.send([prepared[i] for i in now_idx]), strict=True):
+            handles[i] = h
+        parked = schedule(
+            self,
+            self._redis_call(lambda: self.results),
+            [(prepared[i], float(checked[i].not_before or 0.0)) for i in later],
+            self._producer.partition_of,
+            self.settings.result_ttl,
+        )
+        for i, h in zip(later, parked, strict=True):
+            handles[i] = h
+        return [h for h in handles if h is not None]
 
     def submit_batch(self, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> BatchHandle:
         """Submit tasks that run all or not at all: see `ringleader.batch.BatchWriter`."""
@@ -156,6 +186,13 @@ class Client:
             )
             self._store = ResultStore(self._redis, f"ringleader:{self.settings.namespace}")
         return self._store
+
+    def cancel(self, task_id: str) -> CancelOutcome:
+        """Cancel a task: CANCELLED (it will never start: queued, scheduled or waiting to
+        retry), REQUESTED (it is running: it stops at its next `ctx.checkpoint()`), or
+        FINISHED (it had already finished). See `ringleader.worker.cancel`."""
+        store = self.results
+        return self._redis_call(lambda: cancel_task(store, task_id, self.settings.result_ttl))
 
     def status(self, task_id: str) -> Status:
         st = self._redis_call(lambda: self.results.get_status(task_id))

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ringleader.errors import (
@@ -85,9 +86,22 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--idempotency-key", help="same key, same task id: runs at most once")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay", type=float, metavar="S", help="start no sooner than S seconds from now"
+    )
+    when.add_argument(
+        "--eta", metavar="TIME", help="start no sooner than TIME (ISO 8601 with a UTC offset)"
+    )
     p.add_argument("--wait", action="store_true", help="wait and print the result as JSON")
     p.add_argument("--timeout", type=float, help="with --wait: give up after S seconds (exit 4)")
     p.set_defaults(func=submit_cmd)
+
+    p = sub.add_parser(
+        "cancel", parents=[conn], help="cancel a task", description="Cancel a task by id."
+    )
+    p.add_argument("task_id", metavar="ID")
+    p.set_defaults(func=cancel_cmd)
 
     p = sub.add_parser("status", parents=[conn], help="group, assignment, lag, registry")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -225,6 +239,8 @@ def _submit(args: argparse.Namespace) -> int:
             key=args.key,
             priority=args.priority,
             idempotency_key=args.idempotency_key,
+            countdown=args.delay,
+            eta=_eta(args.eta),
         )
         if not args.wait:
             print(h.id, flush=True)
@@ -240,6 +256,41 @@ def _submit(args: argparse.Namespace) -> int:
             return EXIT_TIMEOUT
         print(json.dumps(value, default=_jsonable), flush=True)
         return EXIT_OK
+
+
+def _eta(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        eta = datetime.fromisoformat(text)
+    except ValueError:
+        raise EnvelopeError(f"--eta {text!r} is not an ISO 8601 time") from None
+    if eta.tzinfo is None:
+        raise EnvelopeError(f"--eta {text!r} needs a UTC offset, e.g. 2026-12-02T15:00:00+00:00")
+    return eta
+
+
+# --- cancel ---------------------------------------------------------------------------------
+
+
+def cancel_cmd(args: argparse.Namespace) -> int:
+    return _guard(_cancel, args)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from ringleader.client import Client
+    from ringleader.worker.cancel import CancelOutcome
+
+    settings = _checked(args, redis=True)
+    with Client(settings=settings, producer_config=_QUIET) as client:
+        outcome = client.cancel(args.task_id)
+    said = {
+        CancelOutcome.CANCELLED: "cancelled: it will not start",
+        CancelOutcome.REQUESTED: "cancel requested: it is running and stops at its next checkpoint",
+        CancelOutcome.FINISHED: "not cancelled: it had already finished",
+    }
+    print(f"{args.task_id}: {said[outcome]}", flush=True)
+    return EXIT_OK if outcome is not CancelOutcome.FINISHED else EXIT_FAILED
 
 
 def _jsonable(value: object) -> object:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ringleader.errors import BrokerUnavailableError, RingleaderError
+from ringleader.worker.cancel import CancelOutcome
 from ringleader.worker.results import Status
 
 __all__ = [
@@ -24,6 +25,8 @@ class ResultSource(Protocol):
     """Where a handle reads its task's status and result (a `Client`)."""
 
     def status(self, task_id: str) -> Status: ...
+
+    def cancel(self, task_id: str) -> CancelOutcome: ...
 
     def result(
         self, task_id: str, timeout: float | None = None, *, acked_at: float | None = None
@@ -50,6 +53,10 @@ class TaskHandle:
     def status(self) -> Status:
         """The stored status; PENDING while no worker has reported on it yet."""
         return self._source.status(self.id)
+
+    def cancel(self) -> CancelOutcome:
+        """Cancel it (see `Client.cancel`): CANCELLED, REQUESTED (running) or FINISHED."""
+        return self._source.cancel(self.id)
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's return value; raises TaskError if it failed for good, ResultTimeout if

@@ -11,10 +11,12 @@ Idempotency keys: a task submitted with `idempotency_key=K` gets the task id
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, NoReturn
 
@@ -24,7 +26,15 @@ from ringleader.worker.envelope import SCHEMA_VERSION
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
 from ringleader.worker.routing import partition_for
 
-__all__ = ["EnvelopePieces", "Prepared", "TaskSpec", "as_spec", "idempotent_task_id", "pack"]
+__all__ = [
+    "EnvelopePieces",
+    "Prepared",
+    "TaskSpec",
+    "as_spec",
+    "due_time",
+    "idempotent_task_id",
+    "pack",
+]
 
 # (task id, task name, envelope bytes, record key, explicit partition or None). A plain tuple,
 # not a NamedTuple: building one costs a Python-level __new__ per task on the hot path.
@@ -52,6 +62,27 @@ class TaskSpec(NamedTuple):
 
 
 _SPEC_FIELDS = frozenset(TaskSpec._fields)
+_WHEN_FIELDS = frozenset({"countdown", "eta"})
+
+
+def due_time(countdown: float | None, eta: datetime | None, now: float) -> float | None:
+    """Epoch seconds a task may start at: `countdown` seconds from `now`, or `eta` (a
+    timezone-aware datetime); None for at once. Raises EnvelopeError for a bad value."""
+    if countdown is not None and eta is not None:
+        raise EnvelopeError("give countdown or eta, not both")
+    if countdown is not None:
+        if isinstance(countdown, bool) or not isinstance(countdown, int | float):
+            raise EnvelopeError(f"countdown must be a number of seconds, got {countdown!r}")
+        if not (countdown >= 0 and math.isfinite(countdown)):
+            raise EnvelopeError(f"countdown must be >= 0 seconds, got {countdown!r}")
+        return now + float(countdown)
+    if eta is not None:
+        if not isinstance(eta, datetime):
+            raise EnvelopeError(f"eta must be a datetime, got {type(eta).__name__}")
+        if eta.tzinfo is None or eta.utcoffset() is None:
+            raise EnvelopeError("eta must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        return eta.timestamp()
+    return None
 
 
 def as_spec(spec: TaskSpec | Mapping[str, Any]) -> TaskSpec:
@@ -59,11 +90,16 @@ def as_spec(spec: TaskSpec | Mapping[str, Any]) -> TaskSpec:
         return spec
     if not isinstance(spec, Mapping):
         raise TypeError(f"a task spec must be a TaskSpec or a mapping, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - _SPEC_FIELDS)
+    unknown = sorted(set(spec) - _SPEC_FIELDS - _WHEN_FIELDS)
     if unknown:
-        raise TypeError(f"unknown task spec fields {unknown}; allowed: {sorted(_SPEC_FIELDS)}")
+        allowed = sorted(_SPEC_FIELDS | _WHEN_FIELDS)
+        raise TypeError(f"unknown task spec fields {unknown}; allowed: {allowed}")
     if "name" not in spec:
         raise TypeError("a task spec needs a 'name'")
+    if _WHEN_FIELDS & spec.keys():
+        fields = {k: v for k, v in spec.items() if k not in _WHEN_FIELDS}
+        due = due_time(spec.get("countdown"), spec.get("eta"), time.time())
+        return TaskSpec(**{**fields, "not_before": due})
     return TaskSpec(**spec)
 
 

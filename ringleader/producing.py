@@ -182,6 +182,10 @@ class TaskProducer:
             acknowledged=acked,
         )
 
+    def partition_of(self, keyed: int | None) -> int:
+        """The partition of a prepared task: its key's, else the next of the round robin."""
+        return keyed if keyed is not None else next(self._spread) % self.partition_count()
+
     # --- broker metadata ----------------------------------------------------------------------
 
     def partition_count(self) -> int:

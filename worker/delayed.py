@@ -1,11 +1,14 @@
-"""Tasks waiting in Redis for a time (retries), so a waiting task holds back no offset commit
-and survives its worker: `<prefix>:delayed`, a sorted set by due time, with each task's
-partition and envelope in `<prefix>:delayed:env` (written by `ResultStore.write`). The group
-leader's `LedgerKeeper` moves due ones back onto the task topic.
+"""Tasks waiting in Redis for a time, so a waiting task holds back no offset commit, takes no
+worker memory and survives every worker: `<prefix>:delayed`, a sorted set by due time, with
+each task's partition and envelope in `<prefix>:delayed:env`. Retries are parked there by
+`ResultStore.write`; tasks submitted with a countdown or eta by `DelayedSet.schedule` (the
+Client), never reaching the topic before their time. The group leader's `LedgerKeeper` moves
+due ones onto the task topic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis as redis_lib
@@ -25,6 +28,20 @@ class DelayedSet:
         self.env_key = delayed_env_key(prefix)
         self._due = client.register_script(_DUE_LUA)
         self._moved = client.register_script(_MOVED_LUA)
+        self._schedule = client.register_script(_SCHEDULE_LUA)
+
+    def schedule(self, entries: Sequence[Scheduled], ttl_ms: int) -> list[bool]:
+        """Park submitted tasks until their due time, with status `scheduled`; one round
+        trip. False for a task already completed or already waiting (the same idempotency
+        key submitted twice keeps its first time)."""
+        if not entries:
+            return []
+        keys: list[str] = [self.key, self.env_key]
+        args: list[str | bytes | int] = [ttl_ms]
+        for e in entries:
+            keys += (e.done_key, e.status_key)
+            args += (e.task_id, repr(e.due), b"%d|%s" % (e.partition, e.envelope))
+        return [bool(x) for x in self._schedule(keys=keys, args=args)]
 
     def due(self, now: float, limit: int) -> list[Delayed]:
         """Up to `limit` tasks due by `now`, earliest first (they stay until `moved`)."""
@@ -43,6 +60,18 @@ class DelayedSet:
 
     def __len__(self) -> int:
         return int(self._r.zcard(self.key))
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A submitted task to park until `due` (wall clock)."""
+
+    task_id: str
+    due: float
+    partition: int
+    envelope: bytes
+    done_key: str  # its completion record and status (`ResultStore.task_keys`)
+    status_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +108,26 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
   return 1
 end
 return 0
+"""
+
+
+# KEYS: delayed, env, then per task (done, status). ARGV: ttl ms, then per task (id, due,
+# payload). A task already completed, or already waiting, is left as it is.
+_SCHEDULE_LUA = """
+local out = {}
+local k, a = 3, 2
+for i = 1, (#KEYS - 2) / 2 do
+  local fresh = redis.call('EXISTS', KEYS[k]) == 0
+  if fresh and redis.call('ZADD', KEYS[1], 'NX', ARGV[a + 1], ARGV[a]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 2])
+    redis.call('SET', KEYS[k + 1], 'scheduled', 'PX', ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  k, a = k + 2, a + 3
+end
+return out
 """
 
 

@@ -228,6 +228,7 @@ class EventKind(StrEnum):
     FAILED = "failed"  # an attempt raised (followed by retrying or dead_lettered)
     RETRYING = "retrying"
     DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ __all__ = [
     "PayloadTooLarge",
     "ResultGone",
     "ResultTimeout",
+    "TaskCancelled",
     "TaskError",
     "TaskTimeout",
     "WorkerError",
@@ -63,6 +64,18 @@ class TaskError(WorkerError):
         self.error_type = error_type
         self.message = message
         super().__init__(f"task {task_id} failed: {error_type}: {message}")
+
+
+# The error type a cancelled task's completion record carries.
+CANCELLED_TYPE = "TaskCancelled"
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled: before it started (it never ran), or while running (it stopped
+    at a `ctx.checkpoint()`). Raised by `result()`, and by `checkpoint()` inside the task."""
+
+    def __init__(self, task_id: str, message: str = "cancelled") -> None:
+        super().__init__(task_id, CANCELLED_TYPE, message)
 
 
 class ResultTimeout(WorkerError, TimeoutError):

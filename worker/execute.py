@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import msgpack
 
 from ringleader.worker.envelope import Envelope
-from ringleader.worker.errors import TaskTimeout
+from ringleader.worker.errors import TaskCancelled, TaskTimeout
 from ringleader.worker.tasks import TaskContext, TaskRegistry
 
 T = TypeVar("T")
@@ -57,24 +57,37 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The task stopped at a `ctx.checkpoint()` after a cancel was requested."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unschedulable:
     service: str
     retry_at: float | None
     error: str
 
 
-Outcome = Succeeded | Retry | DeadLetter | Unschedulable
+Outcome = Succeeded | Retry | DeadLetter | Unschedulable | Cancelled
 
 
 def execute(
-    env: Envelope, registry: TaskRegistry, rng: random.Random, *, worker_id: str | None = None
+    env: Envelope,
+    registry: TaskRegistry,
+    rng: random.Random,
+    *,
+    worker_id: str | None = None,
+    cancel_check: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """Run one attempt of `env` (its `attempt` field says which)."""
+    """Run one attempt of `env` (its `attempt` field says which); `cancel_check` backs the
+    context's `cancelled` and `checkpoint()`."""
     task = registry.get(env.name)
     if task is None:
         return DeadLetter(reason=f"unknown task name {env.name!r}")
     # Only bound tasks see a context; building its logger costs more than a no-op task.
-    ctx = TaskContext.for_envelope(env, worker_id) if task.bind else None
+    ctx = TaskContext.for_envelope(env, worker_id, cancel_check) if task.bind else None
     try:
         if task.timeout is None:
             result = task.run(ctx, env.args, env.kwargs)
@@ -82,6 +95,8 @@ def execute(
             result = call_with_timeout(
                 lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
             )
+    except TaskCancelled as exc:
+        return Cancelled(exc.message)
     except Exception as exc:  # noqa: BLE001 - a task's failure is data here, never a crash
         return _failure(env, exc, task.retry.next_delay, rng)
     try:

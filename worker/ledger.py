@@ -220,6 +220,10 @@ class TaskLedger:
             i += 3 + count
         return out
 
+    def cancel_requested(self, task_id: str) -> bool:
+        """Whether a cancel was requested while the task runs (`worker.cancel`'s flag)."""
+        return bool(self._r.exists(f"{self._prefix}:{{{task_id}}}:cancel"))
+
     # ---- this process -----------------------------------------------------------------
 
     def beat(self, ttl: float) -> None:

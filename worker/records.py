@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 
 from ringleader.worker import _wire
-from ringleader.worker.errors import EnvelopeError, TaskError
+from ringleader.worker.errors import CANCELLED_TYPE, EnvelopeError, TaskCancelled, TaskError
 
 RECORD_VERSION = 1
 
@@ -30,9 +30,15 @@ class Completion:
     at: float
     worker_id: str | None
 
+    @property
+    def cancelled(self) -> bool:
+        return not self.ok and self.error_type == CANCELLED_TYPE
+
     def value(self) -> Any:
         if self.ok:
             return self.result
+        if self.cancelled:
+            raise TaskCancelled(self.task_id, self.error or "cancelled")
         raise TaskError(self.task_id, self.error_type or "Error", self.error or "")
 
 

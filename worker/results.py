@@ -49,14 +49,17 @@ class Status(StrEnum):
     are transitions, not statuses, and share these values where they coincide."""
 
     PENDING = "pending"
+    SCHEDULED = "scheduled"  # submitted with a countdown/eta: waiting in Redis for its time
     STARTED = "started"
+    CANCEL_REQUESTED = "cancel_requested"  # running; it stops at its next ctx.checkpoint()
     RETRYING = "retrying"
     UNSCHEDULABLE = "unschedulable"
     SUCCEEDED = "succeeded"
     DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
 
 
-TERMINAL = frozenset({Status.SUCCEEDED, Status.DEAD_LETTERED})
+TERMINAL = frozenset({Status.SUCCEEDED, Status.DEAD_LETTERED, Status.CANCELLED})
 
 
 def _ttl_ms(ttl: float) -> int:
@@ -88,6 +91,19 @@ class ResultStore:
     def _keys(self, task_id: str) -> tuple[str, str, str, str]:
         base = f"{self._prefix}:{{{task_id}}}"
         return f"{base}:done", f"{base}:status", f"{base}:notify", f"{base}:run"
+
+    def task_keys(self, task_id: str) -> tuple[str, str, str, str, str]:
+        """done, status, notify, run and cancel-flag keys of a task (one hash slot)."""
+        done, status, notify, run = self._keys(task_id)
+        return done, status, notify, run, f"{self._prefix}:{{{task_id}}}:cancel"
+
+    @property
+    def client(self) -> redis_lib.Redis[bytes]:
+        return self._r
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -251,7 +267,10 @@ class ResultStore:
         done, key, _, _ = self._keys(task_id)
         record, raw = self._r.mget(done, key)
         if record is not None:
-            return Status.SUCCEEDED if decode_record(task_id, record).ok else Status.DEAD_LETTERED
+            done_as = decode_record(task_id, record)
+            if done_as.cancelled:
+                return Status.CANCELLED
+            return Status.SUCCEEDED if done_as.ok else Status.DEAD_LETTERED
         if raw is None:
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -10,6 +10,7 @@ unavailable is parked in the unschedulable queue.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import threading
@@ -23,7 +24,15 @@ from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.app import App
 from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
 from ringleader.worker.envelope import DeadLetterRecord, Envelope, EventKind, EventPacker
-from ringleader.worker.execute import DeadLetter, Retry, Succeeded, Unschedulable, execute
+from ringleader.worker.errors import CANCELLED_TYPE
+from ringleader.worker.execute import (
+    Cancelled,
+    DeadLetter,
+    Retry,
+    Succeeded,
+    Unschedulable,
+    execute,
+)
 from ringleader.worker.ledger import (
     Begin,
     BeginBatcher,
@@ -134,6 +143,7 @@ class TaskRunner:
         self._lock = lock
         self._lease = lease
         self._begins = BeginBatcher(ledger, clock)
+        self._ledger = ledger
         self._record_starts = ledger.crash_limit > 0
         self._queue = queue
         self._window = window
@@ -231,9 +241,23 @@ class TaskRunner:
         env = task.envelope
         flusher.started(env.id)
         self._events.emit(env, EventKind.STARTED, self._clock())
-        outcome = execute(env, self._app.registry, self._rng(), worker_id=self._worker_id)
+        outcome = execute(
+            env,
+            self._app.registry,
+            self._rng(),
+            worker_id=self._worker_id,
+            cancel_check=functools.partial(self._ledger.cancel_requested, env.id),
+        )
         self.executed += 1
         now = self._clock()
+        if isinstance(outcome, Cancelled):
+            self._events.emit(env, EventKind.CANCELLED, now, error=outcome.reason)
+            cancelled = CompletionWrite(
+                env.id, error_type=CANCELLED_TYPE, error=outcome.reason, at=now,
+                worker_id=self._worker_id,
+            )  # fmt: skip
+            flusher.submit(Finished(task, cancelled, holds_slot=True))
+            return True
         if isinstance(outcome, Succeeded):
             write = CompletionWrite(
                 env.id, packed=outcome.packed, at=now, worker_id=self._worker_id

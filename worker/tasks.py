@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ringleader.worker.envelope import Envelope
-from ringleader.worker.errors import ConfigError
+from ringleader.worker.errors import ConfigError, TaskCancelled
 from ringleader.worker.retry import RetryPolicy
 
 
@@ -21,12 +21,33 @@ class TaskContext:
     attempt: int
     idempotency_key: str | None
     logger: logging.LoggerAdapter[logging.Logger]
+    # Asks Redis whether a cancel was requested (`worker.cancel`); never, outside a worker.
+    cancel_check: Callable[[], bool] = field(default=lambda: False, repr=False)
 
     @classmethod
-    def for_envelope(cls, env: Envelope, worker_id: str | None = None) -> TaskContext:
+    def for_envelope(
+        cls,
+        env: Envelope,
+        worker_id: str | None = None,
+        cancel_check: Callable[[], bool] | None = None,
+    ) -> TaskContext:
         base = logging.getLogger(f"ringleader.task.{env.name}")
         extra = {"task_id": env.id, "attempt": env.attempt, "worker_id": worker_id}
-        return cls(env.id, env.name, env.attempt, env.idempotency_key, _TaskLogger(base, extra))
+        log = _TaskLogger(base, extra)
+        if cancel_check is None:
+            return cls(env.id, env.name, env.attempt, env.idempotency_key, log)
+        return cls(env.id, env.name, env.attempt, env.idempotency_key, log, cancel_check)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether someone asked to cancel this task while it runs (one Redis read)."""
+        return self.cancel_check()
+
+    def checkpoint(self) -> None:
+        """Raise `TaskCancelled` if a cancel was requested: the run then ends as cancelled
+        (no retry, no dead letter). Call it where stopping is safe."""
+        if self.cancel_check():
+            raise TaskCancelled(self.task_id, "cancelled while running")
 
 
 class _TaskLogger(logging.LoggerAdapter[logging.Logger]):

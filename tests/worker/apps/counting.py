@@ -108,3 +108,14 @@ def fails_once_slowly(ctx: TaskContext) -> int:
     if ctx.attempt == 1:
         raise RuntimeError("first attempt fails; the retry waits 30 s")
     return ctx.attempt
+
+
+@app.task(name="cancellable", bind=True, retries=0)
+def cancellable(ctx: TaskContext, seconds: float) -> str:
+    """Work for `seconds`, stopping at a checkpoint every 50 ms if cancelled."""
+    _record(ctx)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        ctx.checkpoint()
+        time.sleep(0.05)
+    return "finished"
