@@ -35,8 +35,9 @@ class CancelOutcome(enum.Enum):
 # not a run in progress: the next worker would run it again, so it is cancelled outright.
 _CANCEL_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'finished' end
-local h = redis.call('HKEYS', KEYS[4])
-for _, f in ipairs(h) do
+local h = redis.call('HGETALL', KEYS[4])
+for i = 1, #h, 2 do
+  local f = h[i]
   if string.sub(f, 1, 2) == 's:' and redis.call('EXISTS', ARGV[4] .. string.sub(f, 3)) == 1 then
     redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
     redis.call('SET', KEYS[2], 'cancel_requested', 'PX', ARGV[2])
