@@ -25,9 +25,11 @@ from ringleader.registry.settings import RegistrySettings
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
-#: Instances registered by hand (downstream services) keep their lease until
-#: deregistered unless --lease says otherwise: ten years.
-MANUAL_LEASE = 10 * 365 * 24 * 3600.0
+#: An instance registered by hand holds its lease this long unless renewed (`registry renew`,
+#: or registering again), like a worker's own: the group leader evicts lapsed leases.
+DEFAULT_LEASE = 90.0
+#: `--permanent`: an entry nobody renews that stays until deregistered (ten years).
+PERMANENT_LEASE = 10 * 365 * 24 * 3600.0
 
 
 def ls(backend: RegistryBackend, service: str | None = None) -> list[dict[str, Any]]:
@@ -144,9 +146,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p_reg.add_argument("--zone", default="")
     p_reg.add_argument("--capacity", type=int, default=1)
     p_reg.add_argument("--version", default="")
-    p_reg.add_argument(
-        "--lease", type=float, default=MANUAL_LEASE, help="lease seconds (default: 10 years)"
+    how_long = p_reg.add_mutually_exclusive_group()
+    how_long.add_argument(
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE,
+        help=f"lease seconds (default {DEFAULT_LEASE:g}); renew it before it lapses",
     )
+    how_long.add_argument(
+        "--permanent",
+        action="store_true",
+        help="never lapses: stays until deregistered (a service nothing renews)",
+    )
+
+    p_renew = sub.add_parser("renew", parents=[common], help="renew an instance's lease")
+    p_renew.add_argument("service")
+    p_renew.add_argument("instance_id")
 
     p_dereg = sub.add_parser("deregister", parents=[common], help="remove an instance")
     p_dereg.add_argument("service")
@@ -192,7 +207,7 @@ def _command(backend: RegistryBackend, args: argparse.Namespace, out: TextIO) ->
             args.address,
             Status(args.status),
             Metadata.of(dict(args.label), args.zone, args.capacity, args.version),
-            args.lease,
+            PERMANENT_LEASE if args.permanent else args.lease,
         )
         seq = register(backend, inst)
         if args.json:
@@ -200,6 +215,14 @@ def _command(backend: RegistryBackend, args: argparse.Namespace, out: TextIO) ->
         else:
             print(f"registered {inst.key} at {inst.address} ({inst.status})", file=out)
         return 0
+    if args.registry_command == "renew":
+        ok = backend.renew(args.service, args.instance_id, time.time())
+        key = f"{args.service}/{args.instance_id}"
+        if args.json:
+            print(json.dumps({"renewed": key, "found": ok}), file=out)
+        else:
+            print(f"renewed {key}" if ok else f"{key} is not registered", file=out)
+        return 0 if ok else 1
     if args.registry_command == "deregister":
         ok = deregister(backend, args.service, args.instance_id)
         key = f"{args.service}/{args.instance_id}"

@@ -1,5 +1,7 @@
 """The ledger keeper thread: keeps this worker process known to be alive, and — on the group
-leader only — puts retries that are due back on the task topic.
+leader only — puts delayed tasks and retries that are due on the task topic, and evicts lapsed
+registry leases (every `EVICT_INTERVAL`, under the registry's self-preservation rule), so a
+SIGKILLed worker's entry goes within its lease plus one interval.
 
 A retry waits in Redis (`worker.delayed.DelayedSet`), not in a worker's memory, so its
 partition's offsets are committed past it and its worker may die meanwhile. Moving it back
@@ -17,6 +19,8 @@ from collections.abc import Callable
 
 import redis
 
+from ringleader.registry.backend import Eviction
+from ringleader.registry.errors import RegistryError
 from ringleader.worker.delayed import DelayedSet
 from ringleader.worker.ledger import TaskLedger
 from ringleader.worker.producers import WorkerProducers
@@ -25,6 +29,7 @@ log = logging.getLogger("ringleader.worker.keeper")
 
 MOVE_INTERVAL = 0.5  # seconds between looks at the delayed set (a retry's extra latency)
 MOVE_BATCH = 500
+EVICT_INTERVAL = 5.0  # seconds between the leader's evictions of lapsed registry leases
 
 
 class LedgerKeeper:
@@ -39,6 +44,7 @@ class LedgerKeeper:
         is_leader: Callable[[], bool],
         alive_ttl: float,
         clock: Callable[[], float] = time.time,
+        evict: Callable[[float], Eviction] | None = None,
     ) -> None:
         self._ledger = ledger
         self._delayed = delayed
@@ -48,6 +54,7 @@ class LedgerKeeper:
         self._is_leader = is_leader
         self._alive_ttl = alive_ttl
         self._clock = clock
+        self._evict = evict
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ringleader-keeper", daemon=True)
 
@@ -64,6 +71,7 @@ class LedgerKeeper:
     def _run(self) -> None:
         beat_every = max(0.2, min(1.0, self._alive_ttl / 4))
         next_beat = time.monotonic() + beat_every
+        next_evict = time.monotonic() + EVICT_INTERVAL
         while not self._stop.wait(min(MOVE_INTERVAL, beat_every)):
             now = time.monotonic()
             try:
@@ -72,8 +80,20 @@ class LedgerKeeper:
                     next_beat = now + beat_every
                 if self._is_leader():
                     self.move_due()
-            except redis.RedisError as e:
+                    if now >= next_evict:
+                        next_evict = now + EVICT_INTERVAL
+                        self.evict_lapsed()
+            except (redis.RedisError, RegistryError) as e:
                 log.warning("ledger upkeep failed: %s", e)
+
+    def evict_lapsed(self) -> int:
+        """Evict registry instances whose lease lapsed; returns how many went."""
+        if self._evict is None:
+            return 0
+        ev = self._evict(self._clock())
+        if ev.evicted:
+            log.info("evicted %d lapsed registry lease(s) of %d", ev.evicted, ev.total)
+        return ev.evicted
 
     def move_due(self) -> int:
         """Put due retries back on their partitions; returns how many moved."""

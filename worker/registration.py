@@ -19,10 +19,23 @@ from ringleader.registry.backend import RegistryBackend
 from ringleader.registry.errors import RegistryError
 from ringleader.registry.lease import LeaseKeeper
 from ringleader.registry.model import Instance, Metadata
+from ringleader.registry.settings import RegistrySettings
 
 log = logging.getLogger("ringleader.worker.registration")
 
 _RETRY = 2.0
+
+
+def eviction_backend(client: redis.Redis[bytes], prefix: str) -> RegistryBackend:
+    """The registry as the group leader's keeper evicts it: the self-preservation rule from
+    RINGLEADER_SELF_PRESERVATION_SHARE / _MIN_LEASES, as the registry CLI reads it."""
+    rs = RegistrySettings.from_env()
+    return RegistryBackend(
+        client,
+        prefix,
+        self_preservation_share=rs.self_preservation_share,
+        self_preservation_min_leases=rs.self_preservation_min_leases,
+    )
 
 
 def worker_service(namespace: str) -> str:

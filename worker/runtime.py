@@ -41,7 +41,7 @@ from ringleader.worker.pool import Flusher, HandlerPool, RecordWindow
 from ringleader.worker.producers import WorkerProducers
 from ringleader.worker.queues import SchedulingQueue
 from ringleader.worker.rebalance import RebalanceHandler
-from ringleader.worker.registration import Registration
+from ringleader.worker.registration import Registration, eviction_backend
 from ringleader.worker.results import ResultStore, RunOf
 from ringleader.worker.runner import TaskEvents, TaskRunner
 from ringleader.worker.settings import WorkerSettings, member_settings_from_env
@@ -237,6 +237,7 @@ class Worker:
             # A dead process's starts count as crashes once this lapses: within the session
             # timeout, by when its partitions have moved on.
             alive_ttl=self.member_settings.session_timeout,
+            evict=eviction_backend(client, self.settings.registry_prefix).evict,
         )
         fetcher = Fetcher(
             consumer,

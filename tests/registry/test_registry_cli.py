@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -114,3 +115,18 @@ def test_unreachable_redis_is_named_and_the_command_exits_3(
     err = capsys.readouterr().err
     assert "Redis unreachable" in err and "redis://127.0.0.1:1/0" in err
     assert "Traceback" not in err
+
+
+def test_register_takes_a_lease_and_permanent_needs_a_flag(run) -> None:  # type: ignore[no-untyped-def]
+    run("registry", "register", "db", "d1", "10.0.0.1:5432")
+    run("registry", "register", "db", "d2", "10.0.0.2:5432", "--permanent")
+    code, out = run("registry", "ls", "db", "--json")
+    rows = {i["instance"]: i for i in json.loads(out)["instances"]}
+    now = time.time()
+    assert rows["d1"]["lease_duration"] == cli.DEFAULT_LEASE
+    assert rows["d1"]["lease_expires_at"] - now <= cli.DEFAULT_LEASE + 1
+    assert rows["d2"]["lease_expires_at"] - now > 365 * 24 * 3600
+    code, out = run("registry", "renew", "db", "d1", "--json")
+    assert code == 0 and json.loads(out) == {"renewed": "db/d1", "found": True}
+    code, _ = run("registry", "renew", "db", "nope")
+    assert code == 1
