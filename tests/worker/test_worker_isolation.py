@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ringleader.worker.runner import Isolation
+from ringleader.worker.isolation import Isolation
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
