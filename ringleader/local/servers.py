@@ -73,3 +73,22 @@ def _valkey_binary() -> str:
         )
     path.chmod(0o755)
     return str(path)
+
+
+def start_redis_tls(
+    d: Path, *, cert: Path, key: Path, ca: Path, users: list[str], port: int | None = None
+) -> tuple[int, int]:
+    """Start Redis with TLS only (`port 0`) and ACL `users` (redis.conf `user` lines; the
+    default user is off): client certificates from `ca` are accepted, not required."""
+    port = port or free_port()
+    d.mkdir(parents=True, exist_ok=True)
+    conf = d / "redis.conf"
+    lines = [
+        "port 0", f"tls-port {port}", "bind 127.0.0.1", 'save ""', "appendonly no",
+        f"dir {d}", f"tls-cert-file {cert}", f"tls-key-file {key}", f"tls-ca-cert-file {ca}",
+        "tls-auth-clients optional", "user default reset off", *users,
+    ]  # fmt: skip
+    conf.touch(mode=0o600)  # password hashes: still nobody else's business
+    conf.chmod(0o600)
+    conf.write_text("".join(f"{line}\n" for line in lines))
+    return spawn([redis_binary(False), str(conf)], d / "redis.log", cwd=d), port

@@ -6,14 +6,13 @@ stops what that directory started and nothing else, even from another shell.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ringleader.local import kafka, servers
+from ringleader.local import secure as secured
 from ringleader.local.procs import (
     ServiceStartError,
     alive,
@@ -22,56 +21,11 @@ from ringleader.local.procs import (
     stop,
     wait_ready,
 )
+from ringleader.local.stackfile import STATE, Service, Stack, load
 
 __all__ = ["Service", "ServiceStartError", "Stack", "down", "load", "status", "up"]
 
-STATE = "stack.json"
 log = logging.getLogger("ringleader.local")
-
-
-@dataclass
-class Service:
-    """One process of the stack."""
-
-    name: str
-    kind: str  # kafka | tansu | redis | valkey
-    pid: int
-    port: int
-    log: str
-    node_id: int | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-@dataclass
-class Stack:
-    dir: str
-    bootstrap: str | None = None
-    redis: str | None = None
-    services: list[Service] = field(default_factory=list)
-    started_in: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def nodes(self) -> list[Service]:
-        """The Kafka nodes (empty for Tansu)."""
-        return [s for s in self.services if s.kind == "kafka"]
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
-    def save(self) -> None:
-        Path(self.dir, STATE).write_text(json.dumps(self.to_json(), indent=2))
-
-
-def load(d: Path) -> Stack | None:
-    path = d / STATE
-    if not path.exists():
-        return None
-    raw = json.loads(path.read_text())
-    services = [Service(**s) for s in raw.pop("services")]
-    return Stack(**raw, services=services)
 
 
 def up(
@@ -81,26 +35,42 @@ def up(
     tansu: bool = False,
     redis: bool = False,
     valkey: bool = False,
+    secure: bool = False,
     timeout: float = 90.0,
 ) -> Stack:
-    """Start the asked services; on any failure stop what this call started and raise."""
+    """Start the asked services; on any failure stop what this call started and raise.
+
+    `secure`: Kafka with TLS and SASL listeners, Redis with TLS and ACL users (see
+    `ringleader.local.secure`); Tansu and Valkey have no secured variant here."""
     if kafka_nodes and tansu:
         raise ValueError("choose one broker: Apache Kafka or Tansu")
     if redis and valkey:
         raise ValueError("choose one of Redis and Valkey")
+    if secure and (tansu or valkey):
+        raise ValueError("--secure starts Apache Kafka and Redis only, not Tansu or Valkey")
     d = d.resolve()
     d.mkdir(parents=True, exist_ok=True)
     existing = load(d)
     if existing is not None and any(alive(s.pid) for s in existing.services):
         raise ServiceStartError(f"{d} already runs a stack; run `ringleader local down --dir {d}`")
-    stack = Stack(dir=str(d))
+    (d / secured.SECRETS).unlink(missing_ok=True)  # an earlier stack's, stopped
+    stack = Stack(dir=str(d), secure=secure)
+    t0 = time.monotonic()
+    sec = secured.prepare(d) if secure else None
+    if sec is not None:
+        stack.started_in["tls_s"] = round(time.monotonic() - t0, 2)
     try:
         if kafka_nodes:
-            _up_kafka(stack, d, kafka_nodes, timeout)
+            _up_kafka(stack, d, kafka_nodes, timeout, sec)
         if tansu:
             _up_tansu(stack, d, timeout)
         if redis or valkey:
-            _up_redis(stack, d, valkey, timeout)
+            _up_redis(stack, d, valkey, timeout, sec)
+    except ServiceStartError as e:
+        _stop_all(stack)
+        if sec is None:
+            raise
+        raise ServiceStartError(sec.hide(str(e))) from None  # the original holds passwords
     except BaseException:
         _stop_all(stack)
         raise
@@ -108,13 +78,19 @@ def up(
     return stack
 
 
-def _up_kafka(stack: Stack, d: Path, count: int, timeout: float) -> None:
+def _up_kafka(
+    stack: Stack, d: Path, count: int, timeout: float, sec: secured.Setup | None = None
+) -> None:
     t0 = time.monotonic()
     libs = kafka.fetch_jars()
     stack.started_in["kafka_fetch_s"] = round(time.monotonic() - t0, 2)
     t0 = time.monotonic()
     nodes = kafka.plan_nodes(d, count)
-    kafka.format_cluster(nodes, libs)
+    if sec is None:
+        kafka.format_cluster(nodes, libs)
+    else:
+        sec.plan_kafka(nodes)
+        kafka.format_cluster(nodes, libs, sec.kafka_overrides, sec.kafka_format_args())
     for node in nodes:
         pid = kafka.start_node(node, libs)
         stack.services.append(
@@ -122,27 +98,31 @@ def _up_kafka(stack: Stack, d: Path, count: int, timeout: float) -> None:
         )
         stack.save()  # record each pid at once so a failed start can still be stopped
     bootstrap = ",".join(n.address for n in nodes)
+    # Secured, "ready" is the SASL_SSL listener answering metadata as user ringleader.
+    config = {} if sec is None else secured.librdkafka(sec.kafka_main(bootstrap))
     for svc, node in zip(stack.nodes, nodes, strict=True):
         wait_ready(svc.name, svc.pid, node.log, _listening(node.port), timeout)
     wait_ready(
         "kafka cluster",
         stack.nodes[0].pid,
         nodes[0].log,
-        lambda: _brokers_registered(bootstrap, count),
+        lambda: _brokers_registered(bootstrap, count, config),
         timeout,
     )
     stack.bootstrap = bootstrap
     stack.started_in["kafka_s"] = round(time.monotonic() - t0, 2)
+    if sec is not None:
+        sec.record(kafka=sec.kafka_main(bootstrap), listeners=sec.kafka_listeners(nodes))
 
 
 def _listening(port: int) -> Callable[[], bool]:
     return lambda: port_open("127.0.0.1", port)
 
 
-def _brokers_registered(bootstrap: str, count: int) -> bool:
+def _brokers_registered(bootstrap: str, count: int, config: dict[str, str] | None = None) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**(config or {}), "bootstrap.servers": bootstrap, "log_level": 0})
     try:
         return len(admin.list_topics(timeout=2).brokers) >= count
     except Exception:  # noqa: BLE001 - any failure here only means "not ready yet"
@@ -167,24 +147,39 @@ def _up_tansu(stack: Stack, d: Path, timeout: float) -> None:
     stack.started_in["tansu_s"] = round(time.monotonic() - t0, 2)
 
 
-def _up_redis(stack: Stack, d: Path, valkey: bool, timeout: float) -> None:
+def _up_redis(
+    stack: Stack, d: Path, valkey: bool, timeout: float, sec: secured.Setup | None = None
+) -> None:
     t0 = time.monotonic()
     kind = "valkey" if valkey else "redis"
     sub = d / kind
-    pid, port = servers.start_redis(sub, valkey)
+    if sec is None:
+        pid, port = servers.start_redis(sub, valkey)
+    else:
+        t = sec.tls
+        pid, port = servers.start_redis_tls(
+            sub, cert=t.server_cert, key=t.server_key, ca=t.ca, users=sec.redis_users()
+        )
     logf = sub / f"{kind}.log"
     stack.services.append(Service(kind, kind, pid, port, str(logf)))
     stack.save()
-    wait_ready(kind, pid, logf, lambda: _redis_pings(port), timeout)
-    stack.redis = f"redis://127.0.0.1:{port}/0"
+    if sec is None:
+        wait_ready(kind, pid, logf, lambda: _redis_pings(f"redis://127.0.0.1:{port}"), timeout)
+        stack.redis = f"redis://127.0.0.1:{port}/0"
+    else:
+        # Ready when the ringleader user can log in over TLS (ACL loaded, certificate good).
+        url = sec.redis_url(port)
+        wait_ready(kind, pid, logf, lambda: _redis_pings(url), timeout)
+        stack.redis = sec.redis_url(port, password="***")
+        sec.record(redis=url, redis_admin=sec.redis_url(port, admin=True))
     stack.started_in[f"{kind}_s"] = round(time.monotonic() - t0, 2)
 
 
-def _redis_pings(port: int) -> bool:
+def _redis_pings(url: str) -> bool:
     import redis
 
     try:
-        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
 
@@ -211,6 +206,7 @@ def down(d: Path) -> list[str]:
     stopped = [s.name for s in stack.services if alive(s.pid)]
     _stop_all(stack)
     (Path(stack.dir) / STATE).unlink(missing_ok=True)
+    (Path(stack.dir) / secured.SECRETS).unlink(missing_ok=True)  # no use once stopped
     return stopped
 
 
@@ -254,11 +250,12 @@ def restart_kafka_node(stack: Stack, node_id: int, timeout: float = 60.0) -> Ser
     svc.pid = kafka.start_node(node, kafka.fetch_jars())
     stack.save()
     wait_ready(svc.name, svc.pid, node.log, _listening(node.port), timeout)
+    config = secured.admin_config(Path(stack.dir)) if stack.secure else {}
     wait_ready(
         svc.name,
         svc.pid,
         node.log,
-        lambda: _brokers_registered(stack.bootstrap or "", len(stack.nodes)),
+        lambda: _brokers_registered(stack.bootstrap or "", len(stack.nodes), config),
         timeout,
     )
     return svc
