@@ -113,3 +113,28 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A topic/group/namespace name unique to this test invocation."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
     return f"t-{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Apache Kafka and Redis with TLS and authentication, as `ringleader local up --kafka
+    --redis --secure` starts them: yields what its `--json` prints (the main listener's
+    KafkaSecurity fields, `listeners`, `redis`, `redis_admin`, `tls`) plus `dir`.
+
+    RINGLEADER_TEST_SECURE_DIR: the --dir of such a stack you already run (it is left running).
+    """
+    from pathlib import Path
+
+    from ringleader.local import secure
+
+    if env := os.environ.get("RINGLEADER_TEST_SECURE_DIR"):
+        d = Path(env).resolve()
+        conn = secure.connection(d)
+        if conn is None:
+            pytest.fail(f"RINGLEADER_TEST_SECURE_DIR={env}: no secured stack runs there")
+        yield {**conn, "dir": str(d)}
+        return
+    with _stack(
+        tmp_path_factory, "Secured Kafka and Redis", kafka_nodes=1, redis=True, secure=True
+    ) as stack:
+        yield {**(secure.connection(Path(stack.dir)) or {}), "dir": stack.dir}
