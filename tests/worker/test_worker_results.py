@@ -282,5 +282,5 @@ def test_event_kinds_that_name_a_status_carry_its_value() -> None:
     from ringleader.worker.envelope import EventKind
 
     shared = {k.name for k in EventKind} & {s.name for s in Status}
-    assert shared == {"STARTED", "SUCCEEDED", "RETRYING", "DEAD_LETTERED"}
+    assert shared == {"STARTED", "SUCCEEDED", "RETRYING", "DEAD_LETTERED", "CANCELLED"}
     assert all(EventKind[n].value == Status[n].value for n in shared)
