@@ -56,7 +56,16 @@ class DelayedSet:
     def moved(self, item: Delayed) -> bool:
         """The task is back on the topic: forget it, unless it was parked again meanwhile
         (another score)."""
-        return bool(self._moved(keys=[self.key, self.env_key], args=[item.task_id, item.score]))
+        return self.moved_many([item]) == 1
+
+    def moved_many(self, items: Sequence[Delayed]) -> int:
+        """`moved` for many tasks in one round trip; how many were forgotten."""
+        if not items:
+            return 0
+        args: list[str] = []
+        for item in items:
+            args += (item.task_id, item.score)
+        return int(self._moved(keys=[self.key, self.env_key], args=args))
 
     def __len__(self) -> int:
         return int(self._r.zcard(self.key))
@@ -100,14 +109,17 @@ end
 return out
 """
 
-# KEYS: delayed, env. ARGV: id, score.
+# KEYS: delayed, env. ARGV: id, score pairs. Returns how many were forgotten.
 _MOVED_LUA = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  return 1
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    n = n + 1
+  end
 end
-return 0
+return n
 """
 
 

@@ -28,7 +28,8 @@ from ringleader.worker.producers import WorkerProducers
 log = logging.getLogger("ringleader.worker.keeper")
 
 MOVE_INTERVAL = 0.5  # seconds between looks at the delayed set (a retry's extra latency)
-MOVE_BATCH = 500
+MOVE_BATCH = 1000
+MOVE_ROUNDS = 20  # full batches moved in one look before the loop beats and looks again
 EVICT_INTERVAL = 5.0  # seconds between the leader's evictions of lapsed registry leases
 
 
@@ -96,16 +97,20 @@ class LedgerKeeper:
         return ev.evicted
 
     def move_due(self) -> int:
-        """Put due retries back on their partitions; returns how many moved."""
-        due = self._delayed.due(self._clock(), MOVE_BATCH)
-        if not due:
-            return 0
-        records = [(d.partition % self._partitions, d.envelope) for d in due]
-        acked = self._producers.tasks(self._topic, records, timeout=10.0)
-        moved = 0
-        for item, ok in zip(due, acked, strict=True):
-            if ok:
-                self._delayed.moved(item)
-                moved += 1
-        log.debug("moved %d due retries back to %s", moved, self._topic)
-        return moved
+        """Put due tasks on their partitions; returns how many moved. A backlog (full
+        batches) is drained at once rather than one batch per look."""
+        total = 0
+        for _ in range(MOVE_ROUNDS):
+            due = self._delayed.due(self._clock(), MOVE_BATCH)
+            if not due:
+                break
+            records = [(d.partition % self._partitions, d.envelope) for d in due]
+            acked = self._producers.tasks(self._topic, records, timeout=10.0)
+            done = [item for item, ok in zip(due, acked, strict=True) if ok]
+            self._delayed.moved_many(done)
+            total += len(done)
+            if len(due) < MOVE_BATCH or len(done) < len(due) or self._stop.is_set():
+                break
+        if total:
+            log.debug("moved %d due tasks to %s", total, self._topic)
+        return total
