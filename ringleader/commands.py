@@ -138,16 +138,20 @@ def _settings(args: argparse.Namespace) -> AppSettings:
     )
 
 
-def _checked(args: argparse.Namespace, *, redis: bool, report: bool = False) -> AppSettings:
+def _checked(
+    args: argparse.Namespace, *, kafka: bool = True, redis: bool, report: bool = False
+) -> AppSettings:
     """The settings, once the broker (and Redis) let this client in: a refusal or an absent
     broker is one line within seconds, not a client library retrying until its timeouts.
-    With `report` (status) only a refusal stops here: status reports what is absent."""
+    With `report` (status) only a refusal stops here: status reports what is absent.
+    `kafka=False` where the command's Client checks the broker itself (submit) or needs none
+    (cancel)."""
     from ringleader.access import check_kafka, check_redis
 
     settings = _settings(args)
-    checks: list[Callable[[], None]] = [
-        lambda: check_kafka(settings.bootstrap, settings.security, _ACCESS_TIMEOUT)
-    ]
+    checks: list[Callable[[], None]] = []
+    if kafka:
+        checks.append(lambda: check_kafka(settings.bootstrap, settings.security, _ACCESS_TIMEOUT))
     if redis:
         checks.append(
             lambda: check_redis(settings.redis, _ACCESS_TIMEOUT, namespace=settings.namespace)
@@ -230,7 +234,7 @@ def _submit(args: argparse.Namespace) -> int:
         raise EnvelopeError("--timeout only makes sense with --wait")
     if args.timeout is not None and args.timeout < 0:
         raise EnvelopeError("--timeout must be >= 0 seconds")
-    settings = _checked(args, redis=args.wait)
+    settings = _checked(args, kafka=False, redis=args.wait)
     with Client(settings=settings, producer_config=_QUIET) as client:
         h = client.submit(
             args.name,
@@ -281,7 +285,7 @@ def _cancel(args: argparse.Namespace) -> int:
     from ringleader.client import Client
     from ringleader.worker.cancel import CancelOutcome
 
-    settings = _checked(args, redis=True)
+    settings = _checked(args, kafka=False, redis=True)
     with Client(settings=settings, producer_config=_QUIET) as client:
         outcome = client.cancel(args.task_id)
     said = {

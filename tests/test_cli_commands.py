@@ -297,3 +297,24 @@ def test_results_of_api_submissions_are_read_by_the_cli_status(ns_env: dict[str,
         c.submit_many([{"name": "add", "args": [i]} for i in range(50)])
     st = json.loads(run("status", "--json", env=ns_env).stdout)
     assert st["total_lag"] == 50
+
+
+@pytest.mark.broker
+@pytest.mark.redis
+def test_submit_later_then_cancel_from_the_cli(ns_env: dict[str, str]) -> None:
+    """`submit --delay` parks the task (status scheduled), `cancel` cancels it (exit 0), a
+    second cancel says it had finished (exit 1); a bad --eta is a usage error."""
+    cp = run("submit", "add", "--args", "[1, 2]", "--delay", "60", env=ns_env)
+    assert cp.returncode == 0, cp.stderr
+    task_id = cp.stdout.strip()
+    with Client(settings=_settings(ns_env)) as c:
+        assert str(c.status(task_id)) == "scheduled"
+    cp = run("cancel", task_id, env=ns_env)
+    assert cp.returncode == 0 and "cancelled: it will not start" in cp.stdout, cp.stderr
+    cp = run("cancel", task_id, env=ns_env)
+    assert cp.returncode == 1 and "already finished" in cp.stdout
+    with Client(settings=_settings(ns_env)) as c:
+        assert str(c.status(task_id)) == "cancelled"
+    cp = run("submit", "add", "--eta", "2026-12-02T15:00:00", env=ns_env)
+    assert cp.returncode == 2 and "UTC offset" in cp.stderr
+    no_traceback(cp)
