@@ -28,7 +28,7 @@ from ringleader.coordinator import groupapi as api
 from ringleader.coordinator.errors import BrokerUnavailableError, CoordinatorError, ErrorCode
 from ringleader.coordinator.groupapi import CoordinatorAddress
 from ringleader.errors import BrokerAuthError
-from ringleader.security import KafkaSecurity
+from ringleader.security import KafkaSecurity, tls_refusal
 
 _MAX_FRAME = 64 * 1024 * 1024
 _PLAINTEXT = KafkaSecurity()
@@ -145,9 +145,13 @@ class Connection:
         if isinstance(exc, _AUTH_ERRORS):
             return BrokerAuthError(f"{self.address}: authentication failed ({sec}): {exc}")
         cause = _root(exc)
-        if isinstance(cause, ssl.SSLError) or "[SSL" in str(exc):
+        text = f"{exc} {cause}"
+        if isinstance(cause, ssl.SSLCertVerificationError) or tls_refusal(text):
             # kafka.net passes some TLS alerts on as text only (a KafkaConnectionError).
             return BrokerAuthError(f"{self.address}: TLS handshake failed ({sec}): {cause}")
+        if isinstance(cause, ssl.SSLError) or "[SSL" in text:
+            # An EOF or reset in the handshake is also what a restarting broker does: retry.
+            return BrokerUnavailableError(f"{self.address}: connect failed ({sec}): {cause}")
         if exc is None:
             return BrokerUnavailableError(f"{self.address}: connect timed out ({sec})")
         return BrokerUnavailableError(f"{self.address}: connect failed ({sec}): {exc}")

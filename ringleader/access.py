@@ -23,7 +23,7 @@ from ringleader.errors import (
     RedisUnavailableError,
 )
 from ringleader.redisurl import redact
-from ringleader.security import KafkaSecurity
+from ringleader.security import KafkaSecurity, tls_refusal
 
 __all__ = ["check_kafka", "check_redis"]
 
@@ -115,11 +115,13 @@ def check_redis(url: str, timeout: float, *, namespace: str | None = None) -> No
 
 
 def _tls_failure(e: BaseException) -> bool:
+    """A TLS refusal (certificate, protocol) anywhere in the chain; an EOF or reset in the
+    handshake is a server going away, retried as absence."""
     seen: BaseException | None = e
     for _ in range(10):
         if seen is None:
             return False
-        if isinstance(seen, ssl.SSLError) or "SSL" in str(seen):
+        if isinstance(seen, ssl.SSLCertVerificationError) or tls_refusal(str(seen)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

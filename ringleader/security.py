@@ -16,12 +16,28 @@ from dataclasses import dataclass, field, fields
 from ringleader import env as envmod
 from ringleader.errors import ConfigError
 
-__all__ = ["MECHANISMS", "PROTOCOLS", "KafkaSecurity"]
+__all__ = ["MECHANISMS", "PROTOCOLS", "KafkaSecurity", "tls_refusal"]
 
 PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 # What both connection layers implement and the tests prove against Apache Kafka.
 MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
 _FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+# TLS failures that say the server refuses these settings (certificates, protocol), as against
+# an EOF or a reset mid-handshake, which a server going down causes too.
+_REFUSED_TLS = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_UNKNOWN_CA",
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_HANDSHAKE_FAILURE",
+    "WRONG_VERSION_NUMBER",
+)
+
+
+def tls_refusal(text: str) -> bool:
+    """Whether a TLS error's text says the peer refuses these settings (retrying cannot help),
+    rather than that the connection broke."""
+    return any(s in text for s in _REFUSED_TLS)
 
 
 @dataclass(frozen=True, slots=True)
