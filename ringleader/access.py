@@ -37,7 +37,7 @@ def check_kafka(bootstrap: str, security: KafkaSecurity, timeout: float) -> None
     """Return once one bootstrap broker answers ApiVersions with these credentials."""
     deadline = time.monotonic() + timeout
     reasons: list[str] = []
-    closed = 0
+    closed, other = 0, 0
     while True:
         for host, port in parse_bootstrap(bootstrap):
             left = deadline - time.monotonic()
@@ -49,12 +49,17 @@ def check_kafka(bootstrap: str, security: KafkaSecurity, timeout: float) -> None
                 return
             except BrokerUnavailableError as e:
                 reasons.append(str(e))
-                closed = closed + 1 if _closed_early(str(e)) else 0
+                if _closed_early(str(e)):
+                    closed += 1
+                elif "timed out" not in str(e):  # the last attempt may be cut by the deadline
+                    other += 1
             finally:
                 conn.close()
-        if closed >= _CLOSED_BEFORE_ANSWER:
-            raise BrokerAuthError(f"{reasons[-1]}; {_closed_hint(security)}")
         if time.monotonic() + 0.2 >= deadline:
+            # Hung up on before answering, every time for the whole timeout: a listener of
+            # another protocol, not a broker restarting (which refuses, or hangs up briefly).
+            if closed >= _CLOSED_BEFORE_ANSWER and not other:
+                raise BrokerAuthError(f"{reasons[-1]}; {_closed_hint(security)}")
             raise BrokerUnavailableError(
                 f"no broker of {bootstrap} answered within {timeout:g}s: "
                 + (reasons[-1] if reasons else "no attempt")
@@ -78,12 +83,34 @@ def _closed_hint(security: KafkaSecurity) -> str:
 
 def _closed_early(reason: str) -> bool:
     low = reason.lower()
-    return "connect failed" in low and any(w in low for w in ("closed", "reset", "eof", "disconn"))
+    # "invalid frame length": a TLS alert record (0x1503...) read as a Kafka frame size.
+    words = ("closed", "reset", "eof", "disconn", "invalid frame length")
+    return "connect failed" in low and any(w in low for w in words)
+
+
+class _HungUp(RedisUnavailableError):
+    """Accepted, then cut at the first command."""
 
 
 def check_redis(url: str, timeout: float, *, namespace: str | None = None) -> None:
     """Return once Redis answers PING for this URL's user; with `namespace`, once it also
-    lets the user write a key of that namespace (what an ACL confines)."""
+    lets the user write a key of that namespace (what an ACL confines). A server that hangs
+    up at the first command for the whole timeout is a TLS port spoken to in plaintext."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _check_redis_once(url, max(0.1, deadline - time.monotonic()), namespace)
+            return
+        except _HungUp as e:
+            if time.monotonic() + 0.2 >= deadline:
+                raise RedisAuthError(
+                    f"Redis at {redact(url)} closes the connection at the first command: is "
+                    f"it a TLS port (rediss://)? {e.__cause__}"
+                ) from None
+            time.sleep(0.2)
+
+
+def _check_redis_once(url: str, timeout: float, namespace: str | None) -> None:
     client: redis_lib.Redis[bytes] = redis_lib.Redis.from_url(
         url, socket_timeout=timeout, socket_connect_timeout=timeout
     )
@@ -104,11 +131,7 @@ def check_redis(url: str, timeout: float, *, namespace: str | None = None) -> No
         if _tls_failure(e):
             raise RedisAuthError(f"Redis at {shown}: TLS handshake failed: {e}") from None
         if url.startswith("redis://") and any(w in str(e) for w in _CLOSED_WORDS):
-            # Accepted, then cut at the first command: a TLS port spoken to in plaintext.
-            raise RedisAuthError(
-                f"Redis at {shown} closes the connection at the first command: is it a TLS "
-                f"port (rediss://)? {e}"
-            ) from None
+            raise _HungUp(f"Redis at {shown} hung up") from e
         raise RedisUnavailableError(f"Redis at {shown} does not answer: {e}") from None
     finally:
         client.close()

@@ -235,7 +235,10 @@ def _submit(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout < 0:
         raise EnvelopeError("--timeout must be >= 0 seconds")
     settings = _checked(args, kafka=False, redis=args.wait)
-    with Client(settings=settings, producer_config=_QUIET) as client:
+    # The Client's first contact checks the broker (a refusal is told within this bound).
+    with Client(
+        settings=settings, producer_config=_QUIET, connect_timeout=_ACCESS_TIMEOUT
+    ) as client:
         h = client.submit(
             args.name,
             task_args,
