@@ -31,14 +31,17 @@ from ringleader.errors import BrokerAuthError
 from ringleader.security import KafkaSecurity, tls_refusal
 
 _MAX_FRAME = 64 * 1024 * 1024
+_POLL_SLICE = 0.1
 _PLAINTEXT = KafkaSecurity()
 # kafka.net logs every failed connect at ERROR and each connection at INFO; ringleader reports
 # failures itself, once, with the broker, protocol and user named.
 logging.getLogger("kafka.net").setLevel(logging.CRITICAL)
 logging.getLogger("kafka.cluster").setLevel(logging.WARNING)
 # kafka.protocol's parser logs every request and its bytes at DEBUG: with SASL PLAIN that
-# would be the password, whatever level the application asks for.
+# would be the password, whatever level the application asks for. A filter too, since a
+# logging.config.dictConfig resets the level of loggers it names a parent of.
 logging.getLogger("kafka.protocol").setLevel(logging.WARNING)
+logging.getLogger("kafka.protocol.parser").addFilter(lambda r: r.levelno >= logging.WARNING)
 _AUTH_ERRORS = (
     kerrors.SaslAuthenticationFailedError,
     kerrors.UnsupportedSaslMechanismError,
@@ -109,17 +112,11 @@ class Connection:
         if self._manager is not None:
             return
         net = NetworkSelector()
-        manager = KafkaConnectionManager(
-            net,
-            bootstrap_servers=self.address,
-            client_id=self.client_id,
-            client_software_name="ringleader",
-            client_software_version="1",
-            receive_message_max_bytes=_MAX_FRAME,
-            request_timeout_ms=int(self._connect_timeout * 1000),
-            socket_connection_setup_timeout_ms=int(self._connect_timeout * 1000),
-            **self.security.kafka_python_config(),
-        )
+        try:
+            manager = self._manager_on(net)
+        except Exception:
+            net.close()
+            raise
         self._net, self._manager = net, manager
         node = str(manager.cluster.bootstrap_brokers()[0].node_id)
         self._node = node
@@ -137,6 +134,19 @@ class Connection:
         if not versions:
             raise self._fail("ApiVersions", "the broker sent no API versions")
         self._versions = dict(versions)
+
+    def _manager_on(self, net: NetworkSelector) -> KafkaConnectionManager:
+        return KafkaConnectionManager(
+            net,
+            bootstrap_servers=self.address,
+            client_id=self.client_id,
+            client_software_name="ringleader",
+            client_software_version="1",
+            receive_message_max_bytes=_MAX_FRAME,
+            request_timeout_ms=int(self._connect_timeout * 1000),
+            socket_connection_setup_timeout_ms=int(self._connect_timeout * 1000),
+            **self.security.kafka_python_config(),
+        )
 
     def _connect_error(self, exc: BaseException | None) -> BrokerUnavailableError | BrokerAuthError:
         """The error a failed connect raises: BrokerAuthError where retrying cannot help."""
@@ -164,7 +174,8 @@ class Connection:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            net.poll(timeout_ms=remaining * 1000, future=future)
+            # Slices, so an abort is seen even if closing the connection is deferred.
+            net.poll(timeout_ms=min(remaining, _POLL_SLICE) * 1000, future=future)
 
     def api_versions(self) -> dict[int, tuple[int, int]]:
         """The broker's (min, max) version per API key; connects if needed."""
@@ -270,6 +281,7 @@ def find_coordinator(
     addresses = parse_bootstrap(bootstrap)
     deadline = time.monotonic() + timeout
     tried: list[str] = []
+    refused: BrokerAuthError | None = None
     while True:
         for host, port in addresses:
             remaining = deadline - time.monotonic()
@@ -287,12 +299,18 @@ def find_coordinator(
             except BrokerUnavailableError as e:
                 tried.append(str(e))
                 continue
+            except BrokerAuthError as e:  # another bootstrap broker may still let us in
+                refused = e
+                tried.append(str(e))
+                continue
             except CoordinatorError as e:
                 tried.append(f"{conn.address}: {e}")
                 continue
             finally:
                 conn.close()
             return found
+        if refused is not None and len(tried) >= len(addresses):
+            raise refused
         if time.monotonic() + retry_backoff >= deadline:
             raise BrokerUnavailableError(
                 f"no coordinator for group {group_id!r} within {timeout:.1f}s; tried "

@@ -96,7 +96,9 @@ def execute(
                 lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
             )
     except TaskCancelled as exc:
-        return Cancelled(exc.message)
+        if exc.task_id == env.id:  # not a child's TaskCancelled that a parent let through
+            return Cancelled(exc.message)
+        return _failure(env, exc, task.retry.next_delay, rng)
     except Exception as exc:  # noqa: BLE001 - a task's failure is data here, never a crash
         return _failure(env, exc, task.retry.next_delay, rng)
     try:

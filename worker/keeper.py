@@ -30,6 +30,7 @@ log = logging.getLogger("ringleader.worker.keeper")
 MOVE_INTERVAL = 0.5  # seconds between looks at the delayed set (a retry's extra latency)
 MOVE_BATCH = 1000
 MOVE_ROUNDS = 20  # full batches moved in one look before the loop beats and looks again
+MOVE_LOOK = 1.0  # seconds one look may spend moving, so the alive beat is never starved
 EVICT_INTERVAL = 5.0  # seconds between the leader's evictions of lapsed registry leases
 
 
@@ -86,6 +87,8 @@ class LedgerKeeper:
                         self.evict_lapsed()
             except (redis.RedisError, RegistryError) as e:
                 log.warning("ledger upkeep failed: %s", e)
+            except Exception:  # the thread must live on: it keeps this process known alive
+                log.exception("ledger upkeep failed")
 
     def evict_lapsed(self) -> int:
         """Evict registry instances whose lease lapsed; returns how many went."""
@@ -100,16 +103,19 @@ class LedgerKeeper:
         """Put due tasks on their partitions; returns how many moved. A backlog (full
         batches) is drained at once rather than one batch per look."""
         total = 0
+        until = time.monotonic() + MOVE_LOOK
         for _ in range(MOVE_ROUNDS):
             due = self._delayed.due(self._clock(), MOVE_BATCH)
             if not due:
                 break
             records = [(d.partition % self._partitions, d.envelope) for d in due]
-            acked = self._producers.tasks(self._topic, records, timeout=10.0)
+            acked = self._producers.tasks(self._topic, records, timeout=MOVE_LOOK * 5)
             done = [item for item, ok in zip(due, acked, strict=True) if ok]
             self._delayed.moved_many(done)
             total += len(done)
             if len(due) < MOVE_BATCH or len(done) < len(due) or self._stop.is_set():
+                break
+            if time.monotonic() >= until:
                 break
         if total:
             log.debug("moved %d due tasks to %s", total, self._topic)

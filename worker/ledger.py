@@ -221,8 +221,12 @@ class TaskLedger:
         return out
 
     def cancel_requested(self, task_id: str) -> bool:
-        """Whether a cancel was requested while the task runs (`worker.cancel`'s flag)."""
-        return bool(self._r.exists(f"{self._prefix}:{{{task_id}}}:cancel"))
+        """Whether a cancel was requested while the task runs (`worker.cancel`'s flag); a
+        Redis error counts as not (a checkpoint must not fail the task)."""
+        try:
+            return bool(self._r.exists(f"{self._prefix}:{{{task_id}}}:cancel"))
+        except redis_lib.RedisError:
+            return False
 
     # ---- this process -----------------------------------------------------------------
 
