@@ -32,6 +32,7 @@ back on the task topic (the set is `worker.delayed.DelayedSet`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 import redis as redis_lib
+
+log = logging.getLogger("ringleader.worker.ledger")
 
 __all__ = [
     "Begin",
@@ -235,8 +238,12 @@ class TaskLedger:
         self._r.set(self.alive_key, self.worker_id, px=max(1, round(ttl * 1000)))
 
     def retire(self) -> None:
-        """A clean stop: every run has ended; nothing of this process can crash any more."""
-        self._r.delete(self.alive_key, self.running_key)
+        """A clean stop: every run has ended; nothing of this process can crash any more.
+        A Redis error is logged, not raised (the entries then lapse with their TTL)."""
+        try:
+            self._r.delete(self.alive_key, self.running_key)
+        except redis_lib.RedisError as e:
+            log.warning("could not retire this worker's ledger entries: %s", e)
 
 
 def alive_key(prefix: str, incarnation: str) -> str:

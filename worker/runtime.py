@@ -348,7 +348,7 @@ class Worker:
         parts.flusher.close(left(10.0))
         parts.pool.join(max(0.1, min(5.0, deadline - time.monotonic())))
         parts.keeper.stop(left(5.0))
-        self._retire(parts.ledger)
+        parts.ledger.retire()  # logs, never raises: a stop must finish
         parts.producers.close(left(10.0))
         parts.consumer.close()
         parts.committer.close()
@@ -382,13 +382,6 @@ class Worker:
     def _busy(self) -> dict[int, int]:
         with self._lock:
             return self._book.busy(self._clock())
-
-    @staticmethod
-    def _retire(ledger: TaskLedger) -> None:
-        try:
-            ledger.retire()
-        except redis.RedisError as e:
-            log.warning("could not retire this worker's ledger entries: %s", e)
 
     def _fail(self, reason: str) -> None:
         self.fatal = reason
