@@ -59,7 +59,7 @@ class BatchWriter:
         batch_id = new_task_id()
         prepared = self._producer.prepare(specs, batch=batch_id)
         parts: dict[str, bytes] = {}
-        for task_id, _, data, _, _ in prepared:
+        for task_id, _, data, _, _, _ in prepared:
             if task_id in parts:
                 raise ValueError(f"task id {task_id} twice in one batch (same idempotency key?)")
             parts[task_id] = part_value(data)

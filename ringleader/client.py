@@ -149,7 +149,7 @@ class Client:
             self,
             self._redis_call(lambda: self.results),
             [(prepared[i], float(checked[i].not_before or 0.0)) for i in later],
-            self._producer.partition_of,
+            self._producer.lane_of,
             self.settings.result_ttl,
         )
         for i, h in zip(later, parked, strict=True):

@@ -32,6 +32,7 @@ from ringleader.errors import (
 )
 from ringleader.handles import SubmitError
 from ringleader.worker.errors import EnvelopeError, ResultGone, ResultTimeout, TaskError
+from ringleader.worker.lanes import priority_value
 from ringleader.worker.settings import AppSettings
 
 EXIT_OK = 0
@@ -84,7 +85,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="routing key: tasks with the same key go to the same partition "
         "(not in order: a worker runs a partition's tasks concurrently, by priority)",
     )
-    p.add_argument("--priority", type=int, default=0)
+    p.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        metavar="P",
+        help="high, normal (default) or low, or an integer: above 0 is high, below 0 low; a "
+        "higher level starts before tasks of lower levels queued on the broker",
+    )
     p.add_argument("--idempotency-key", help="same key, same task id: runs at most once")
     when = p.add_mutually_exclusive_group()
     when.add_argument(
@@ -347,3 +355,10 @@ def _tail(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `ringleader tail | head`
         sys.stderr.close()
     return EXIT_OK
+
+
+def _priority(text: str) -> int:
+    try:
+        return priority_value(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

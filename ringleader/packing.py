@@ -24,6 +24,7 @@ import msgpack
 
 from ringleader.worker.envelope import SCHEMA_VERSION
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker.lanes import Level
 from ringleader.worker.routing import partition_for
 
 __all__ = [
@@ -36,9 +37,10 @@ __all__ = [
     "pack",
 ]
 
-# (task id, task name, envelope bytes, record key, explicit partition or None). A plain tuple,
-# not a NamedTuple: building one costs a Python-level __new__ per task on the hot path.
-Prepared = tuple[str, str, bytes, bytes | None, int | None]
+# (task id, task name, envelope bytes, record key, explicit partition or None, priority level
+# (`worker.lanes.Level`: which task topic)). A plain tuple, not a NamedTuple: building one
+# costs a Python-level __new__ per task on the hot path.
+Prepared = tuple[str, str, bytes, bytes | None, int | None, int]
 
 # isinstance(x, str) without a Python frame per key (the submit path checks every kwarg key).
 _is_str = str.__instancecheck__
@@ -177,7 +179,7 @@ def pack(
     batch: str | None,
     partitions: Callable[[], int],
 ) -> list[Prepared]:
-    """(task id, name, envelope bytes, record key, explicit partition) of each spec.
+    """(task id, name, envelope bytes, record key, explicit partition, level) of each spec.
 
     Envelopes are packed byte for byte as `worker.envelope.encode` writes them (a test holds
     the two together), with its checks: a bad spec raises EnvelopeError (PayloadTooLarge for
@@ -221,7 +223,8 @@ def pack(
             if count is None:
                 count = partitions()
             part = partition_for(key, count)
-        append((task_id, name, data, key, part))
+        level = 0 if not priority else Level.HIGH if priority > 0 else Level.LOW
+        append((task_id, name, data, key, part, level))
     return out
 
 

@@ -20,6 +20,7 @@ from ringleader.access import check_kafka
 from ringleader.errors import BrokerUnavailableError, RingleaderError
 from ringleader.handles import ResultSource, SubmitError, SubmitTimeout, TaskHandle
 from ringleader.packing import Prepared, TaskSpec, pack
+from ringleader.worker.lanes import Level, lane
 from ringleader.worker.routing import Topics, topics
 from ringleader.worker.settings import AppSettings
 
@@ -44,6 +45,8 @@ class TaskProducer:
     ) -> None:
         self.settings = settings
         self.topics: Topics = topics(settings.namespace)
+        lanes = self.topics.lanes
+        self._level_topics = [lanes.topic(level) for level in Level]  # index: Level value
         self.submit_timeout = submit_timeout
         self.connect_timeout = connect_timeout
         self._source = source
@@ -101,6 +104,7 @@ class TaskProducer:
         spread = self._spread
         deadline = time.monotonic() + self.submit_timeout
         topic = self.topics.tasks
+        by_level = self._level_topics
         failures: list[_Failure] = []
 
         def on_error(err: KafkaError | None, msg: Message) -> None:
@@ -113,8 +117,12 @@ class TaskProducer:
         # dropped at the end (delivery reports arrive only for failures).
         handles: list[TaskHandle] = []
         handle = handles.append
-        for task_id, name, data, key, keyed in prepared:
+        for task_id, name, data, key, keyed, level in prepared:
             part = next(spread) % partitions if keyed is None else keyed
+            if level:
+                topic = by_level[level]
+            elif topic is not self.topics.tasks:
+                topic = self.topics.tasks
             try:
                 produce(topic, data, key, part, on_delivery=on_error)
             except BufferError:  # local queue full: serve deliveries until there is room
@@ -182,9 +190,11 @@ class TaskProducer:
             acknowledged=acked,
         )
 
-    def partition_of(self, keyed: int | None) -> int:
-        """The partition of a prepared task: its key's, else the next of the round robin."""
-        return keyed if keyed is not None else next(self._spread) % self.partition_count()
+    def lane_of(self, keyed: int | None, level: int) -> int:
+        """The lane (`worker.lanes`) of a prepared task: its level's partition of its key,
+        else the next of the round robin."""
+        part = keyed if keyed is not None else next(self._spread) % self.partition_count()
+        return lane(Level(level), part)
 
     # --- broker metadata ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from ringleader.handles import ResultSource, SubmitError, TaskHandle
 from ringleader.packing import Prepared
 from ringleader.worker.delayed import DelayedSet, Scheduled
+from ringleader.worker.lanes import partition_of
 from ringleader.worker.results import ResultStore
 
 __all__ = ["SCHEDULE_AFTER", "schedule", "split_due"]
@@ -38,7 +39,7 @@ def schedule(
     source: ResultSource,
     store: ResultStore,
     items: Sequence[tuple[Prepared, float]],
-    partition_of: Callable[[int | None], int],
+    lane_of: Callable[[int | None, int], int],
     result_ttl: float,
 ) -> list[TaskHandle]:
     """Park `items` (a prepared task and its due time) in one round trip; their handles."""
@@ -46,11 +47,11 @@ def schedule(
     delayed = DelayedSet(store.client, store.prefix)
     entries: list[Scheduled] = []
     handles: list[TaskHandle] = []
-    for (task_id, name, data, _key, keyed), due in items:
-        part = partition_of(keyed)
+    for (task_id, name, data, _key, keyed, level), due in items:
+        lane_ = lane_of(keyed, level)  # the keeper puts it on this level's partition
         done, status, _, _, _ = store.task_keys(task_id)
-        entries.append(Scheduled(task_id, due, part, data, done, status))
-        handles.append(TaskHandle(source, task_id, name, part))
+        entries.append(Scheduled(task_id, due, lane_, data, done, status))
+        handles.append(TaskHandle(source, task_id, name, partition_of(lane_)))
     # The status outlives the wait: `scheduled` must still be there at the due time.
     latest = max(due for _, due in items)
     ttl_ms = max(1, round((max(0.0, latest - now) + result_ttl) * 1000))

@@ -37,6 +37,7 @@ from ringleader.coordinator.wire import GroupClient
 from ringleader.errors import BrokerUnavailableError, RingleaderError
 from ringleader.groupview import LongestRun, MemberView, read_group, with_activity
 from ringleader.redisurl import redact
+from ringleader.worker.lanes import Level
 from ringleader.worker.ledger import RunningTask, running_live
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
@@ -64,6 +65,7 @@ class PartitionLag:
     end: int
     committed: int | None  # None: the group never committed this partition
     lag: int
+    level: str = "normal"  # the priority level's topic (worker.lanes)
 
 
 @dataclass(slots=True)
@@ -115,22 +117,25 @@ def gather(
             ) from e
         parts = {
             name: sorted(md.topics[name].partitions)
-            for name in (t.tasks, t.dead_letter)
+            for name in (*t.lanes.all(), t.dead_letter)
             if name in md.topics and md.topics[name].error is None
         }
         if t.tasks not in parts:
             report.errors.append(f"topic {t.tasks!r} does not exist (nothing submitted yet?)")
         _group(report, settings, group, timeout)
-        if t.tasks in parts:
-            _lag(
-                report,
-                settings,
-                consumer,
-                group=group,
-                topic=t.tasks,
-                partitions=parts[t.tasks],
-                timeout=timeout,
-            )
+        for level in Level:
+            name = t.lanes.topic(level)
+            if name in parts:
+                _lag(
+                    report,
+                    settings,
+                    consumer,
+                    group=group,
+                    topic=name,
+                    partitions=parts[name],
+                    timeout=timeout,
+                    level=level.name.lower(),
+                )
         if t.dead_letter in parts:
             ends = end_offsets(consumer, t.dead_letter, parts[t.dead_letter], timeout)
             report.dead_letters = sum(hi - lo for lo, hi in ends.values())
@@ -213,6 +218,7 @@ def _lag(
     topic: str,
     partitions: list[int],
     timeout: float,
+    level: str,
 ) -> None:
     try:
         ends = end_offsets(consumer, topic, partitions, timeout)
@@ -236,8 +242,9 @@ def _lag(
         c = committed.get(p)
         lag = max(0, hi - (c if c is not None else lo))
         total += lag
-        report.lag.append(PartitionLag(p, hi, c, lag))
-    report.total_lag = total
+        if level == "normal" or hi > 0:  # a priority level never used stays out of the table
+            report.lag.append(PartitionLag(p, hi, c, lag, level))
+    report.total_lag = (report.total_lag or 0) + total
 
 
 def _registry(
@@ -353,7 +360,8 @@ def format_text(report: StatusReport) -> str:
         lines.append(f"lag (total {report.total_lag}):")
         for pl in report.lag:
             c = "-" if pl.committed is None else str(pl.committed)
-            lines.append(f"  p{pl.partition:<3} end {pl.end:<8} committed {c:<8} lag {pl.lag}")
+            where = f"p{pl.partition:<3}" if pl.level == "normal" else f"p{pl.partition} {pl.level}"
+            lines.append(f"  {where} end {pl.end:<8} committed {c:<8} lag {pl.lag}")
     lines.append(f"dead letters: {'-' if report.dead_letters is None else report.dead_letters}")
     services = sorted({i["service"] for i in report.instances})
     lines.append(f"services ({len(services)}), instances ({len(report.instances)}):")

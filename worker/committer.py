@@ -6,14 +6,19 @@ threads that use it take turns. Commits are fenced by the generation and member 
 the partitions (OffsetCommit carries both; a broker that knows the generation is stale
 refuses). Dead letters must be acknowledged before an offset past them is committed: the
 `settle` hook waits for that.
+
+Positions are kept per lane (`worker.lanes`: a partition of one priority level's topic); each
+request goes to one topic, so a namespace that uses only the default level sends what it did
+before.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 from confluent_kafka import KafkaException
@@ -23,6 +28,7 @@ from ringleader.coordinator.settings import MemberSettings
 from ringleader.coordinator.wire import GroupClient
 from ringleader.security import KafkaSecurity
 from ringleader.worker.book import Commit, PartitionBook, Revocation
+from ringleader.worker.lanes import LaneTopics, Level, lane, level_of, partition_of
 
 log = logging.getLogger("ringleader.worker.committer")
 
@@ -55,7 +61,7 @@ class OffsetCommitter:
         security: KafkaSecurity | None = None,
     ) -> None:
         self._settings = settings
-        self._topic = topic
+        self._lanes = LaneTopics(topic)
         self._book = book
         self._lock = lock
         self._holder = holder
@@ -70,13 +76,22 @@ class OffsetCommitter:
         )
         self._turn = threading.Lock()
 
-    def read(self, partitions: Sequence[int], timeout: float) -> dict[int, int | None]:
-        """The committed position of each partition (None where nothing is committed)."""
-        fetched = self._call(
-            lambda c: c.fetch_offsets(topic=self._topic, partitions=partitions, timeout=timeout),
-            timeout,
-        )
-        return {p: (po.offset if po.offset >= 0 else None) for p, po in fetched.items()}
+    def read(self, lanes: Sequence[int], timeout: float) -> dict[int, int | None]:
+        """The committed position of each lane (None where nothing is committed)."""
+        out: dict[int, int | None] = {}
+        for level, parts in _by_level(lanes).items():
+            fetched = self._call(
+                functools.partial(
+                    GroupClient.fetch_offsets,
+                    topic=self._lanes.topic(level),
+                    partitions=parts,
+                    timeout=timeout,
+                ),
+                timeout,
+            )
+            for p, po in fetched.items():
+                out[lane(level, p)] = po.offset if po.offset >= 0 else None
+        return out
 
     def commit_due(self) -> None:
         """Commit the positions that moved, of partitions the member still holds in the
@@ -86,9 +101,8 @@ class OffsetCommitter:
         if not commit.offsets:
             return
         holder = self._holder
-        if holder.generation != commit.generation or not set(commit.offsets) <= set(
-            holder.assigned
-        ):
+        held = {partition_of(ln) for ln in commit.offsets}
+        if holder.generation != commit.generation or not held <= set(holder.assigned):
             return
         if not self._settle(2.0):
             log.warning("dead letters unacknowledged; commit postponed")
@@ -119,18 +133,24 @@ class OffsetCommitter:
             )
 
     def _send(self, commit: Commit, timeout: float) -> dict[int, str]:
-        """OffsetCommit; records what was accepted in the book, returns what was refused."""
-        codes = self._call(
-            lambda c: c.commit_offsets(
-                generation=commit.generation,
-                member_id=commit.member_id,
-                group_instance_id=self._settings.group_instance_id,
-                topic=self._topic,
-                offsets=commit.offsets,
-                timeout=timeout,
-            ),
-            timeout,
-        )
+        """OffsetCommit (one per level's topic); records what was accepted in the book,
+        returns what was refused, by lane."""
+        codes: dict[int, ErrorCode] = {}
+        for level, parts in _by_level(commit.offsets).items():
+            offsets = {p: commit.offsets[lane(level, p)] for p in parts}
+            sent = self._call(
+                functools.partial(
+                    GroupClient.commit_offsets,
+                    generation=commit.generation,
+                    member_id=commit.member_id,
+                    group_instance_id=self._settings.group_instance_id,
+                    topic=self._lanes.topic(level),
+                    offsets=offsets,
+                    timeout=timeout,
+                ),
+                timeout,
+            )
+            codes.update({lane(level, p): code for p, code in sent.items()})
         with self._lock:
             self._book.committed(commit, [p for p, c in codes.items() if c == ErrorCode.NONE])
         refused = {p: c.name for p, c in codes.items() if c != ErrorCode.NONE}
@@ -157,3 +177,11 @@ class OffsetCommitter:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _by_level(lanes: Iterable[int]) -> dict[Level, list[int]]:
+    """The partitions of each level among `lanes`, default level first."""
+    out: dict[Level, list[int]] = {}
+    for ln in sorted(lanes):
+        out.setdefault(level_of(ln), []).append(partition_of(ln))
+    return out

@@ -1,6 +1,7 @@
 """Tasks waiting in Redis for a time, so a waiting task holds back no offset commit, takes no
 worker memory and survives every worker: `<prefix>:delayed`, a sorted set by due time, with
-each task's partition and envelope in `<prefix>:delayed:env`. Retries are parked there by
+each task's lane (`worker.lanes`: its level's topic and partition) and envelope in
+`<prefix>:delayed:env`. Retries are parked there by
 `ResultStore.write`; tasks submitted with a countdown or eta by `DelayedSet.schedule` (the
 Client), never reaching the topic before their time. The group leader's `LedgerKeeper` moves
 due ones onto the task topic.
@@ -40,7 +41,7 @@ class DelayedSet:
         args: list[str | bytes | int] = [ttl_ms]
         for e in entries:
             keys += (e.done_key, e.status_key)
-            args += (e.task_id, repr(e.due), b"%d|%s" % (e.partition, e.envelope))
+            args += (e.task_id, repr(e.due), b"%d|%s" % (e.lane, e.envelope))
         return [bool(x) for x in self._schedule(keys=keys, args=args)]
 
     def due(self, now: float, limit: int) -> list[Delayed]:
@@ -77,7 +78,7 @@ class Scheduled:
 
     task_id: str
     due: float
-    partition: int
+    lane: int  # worker.lanes: the level's topic and partition it goes to
     envelope: bytes
     done_key: str  # its completion record and status (`ResultStore.task_keys`)
     status_key: str
@@ -87,7 +88,7 @@ class Scheduled:
 class Delayed:
     task_id: str
     score: str  # as Redis returned it, to compare when removing
-    partition: int
+    lane: int
     envelope: bytes
 
 

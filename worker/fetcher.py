@@ -2,8 +2,12 @@
 
 It applies assignment changes posted by the rebalance handler (typed messages, in order),
 fetches in batches, decodes, skips tasks already completed (one Redis round trip per batch),
-feeds the scheduling queue, pauses fetching while too many tasks are held, releases parked
-batch tasks once their batch is decided, and commits offsets every `commit_interval`.
+feeds the scheduling queue, pauses fetching while too many tasks are held or while a higher
+priority level has tasks waiting (`lanes.FetchGate`), releases parked batch tasks once their
+batch is decided, and commits offsets every `commit_interval`.
+
+An assigned partition is fetched on every priority level's topic: the book, the queue and the
+committer see lanes (`worker.lanes`), which for the default level are the partition numbers.
 
 The consumer never joins a Kafka consumer group (`assign()` only): the group of record is the
 ringleader group of the member, which also holds the committed offsets.
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.batches import BatchState
@@ -29,6 +33,8 @@ from ringleader.worker.book import PartitionBook, RawRecord
 from ringleader.worker.committer import IO_ERRORS, OffsetCommitter
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker.flow import LaneFlow
+from ringleader.worker.lanes import LANE_STRIDE, LaneTopics, Level, lanes_of, level_of
 from ringleader.worker.producers import WorkerProducers
 from ringleader.worker.queues import SchedulingQueue
 from ringleader.worker.results import ResultStore
@@ -48,7 +54,7 @@ class AssignPartitions:
 
 @dataclass(frozen=True, slots=True)
 class UnassignPartitions:
-    """Stop fetching these partitions (the rebalance handler is revoking them)."""
+    """Stop fetching these lanes (the rebalance handler is revoking their partitions)."""
 
     partitions: tuple[int, ...]
 
@@ -92,7 +98,9 @@ class Fetcher:
         on_crash: Callable[[str], None],
     ) -> None:
         self._consumer = consumer
-        self._topic = topic
+        self._lanes = LaneTopics(topic)
+        self._levels = self._lanes.levels()
+        self._flow = LaneFlow(consumer, self._lanes, settings.max_outstanding)
         self._book = book
         self._lock = lock
         self._queue = queue_
@@ -107,7 +115,6 @@ class Fetcher:
         self._max_payload = max_payload
         self._clock = clock
         self._control: queue.SimpleQueue[Control] = queue.SimpleQueue()
-        self._paused: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ringleader-poll", daemon=True)
         self._on_crash = on_crash
@@ -196,13 +203,7 @@ class Fetcher:
         if isinstance(msg, AssignPartitions):
             self._assign(msg)
             return
-        parts = list(msg.partitions)
-        if parts:
-            try:
-                self._consumer.incremental_unassign([TopicPartition(self._topic, p) for p in parts])
-            except KafkaException as e:
-                log.warning("unassign %s failed: %s", parts, e)
-            self._paused.difference_update(parts)
+        self._flow.unassign(msg.partitions)
 
     def _assign(self, msg: AssignPartitions) -> None:
         committed = self._read_positions(msg)
@@ -210,14 +211,13 @@ class Fetcher:
             return
         with self._lock:
             started = self._book.assign(committed)
-        tps = [
-            TopicPartition(self._topic, p, OFFSET_BEGINNING if pos is None else pos)
-            for p, pos in started.items()
-        ]
-        if tps:
-            self._consumer.incremental_assign(tps)
+        self._flow.assign(started)
+        default = {ln: pos for ln, pos in started.items() if level_of(ln) is Level.NORMAL}
         log.info(
-            "generation %d: consuming %s from %s", msg.generation, list(msg.partitions), started
+            "generation %d: consuming %s from %s (and their priority levels)",
+            msg.generation,
+            list(msg.partitions),
+            default,
         )
 
     def _read_positions(self, msg: AssignPartitions) -> dict[int, int | None] | None:
@@ -228,29 +228,23 @@ class Fetcher:
                 log.info("generation %d superseded before its offsets were read", msg.generation)
                 return None
             try:
-                return self._committer.read(msg.partitions, self._request_timeout)
+                return self._committer.read(lanes_of(msg.partitions), self._request_timeout)
             except IO_ERRORS as e:
                 log.warning("reading committed offsets failed: %s; retrying", e)
                 time.sleep(0.2)
         return None
 
     def _flow_control(self, active: list[int]) -> None:
-        """Pause fetching while too many tasks are held in memory; resume at half."""
         with self._lock:
             parked = self._book.parked_count
-        held = len(self._queue) + parked
-        limit = self._settings.max_outstanding
-        if held >= limit and not self._paused:
-            self._consumer.pause([TopicPartition(self._topic, p) for p in active])
-            self._paused.update(active)
-        elif held < limit // 2 and self._paused:
-            self._consumer.resume([TopicPartition(self._topic, p) for p in self._paused])
-            self._paused.clear()
+        self._flow.control(active, len(self._queue) + parked)
 
     # ---- records ----------------------------------------------------------------------
 
     def _decode(self, msgs: list[Any]) -> list[RawRecord]:
         out: list[RawRecord] = []
+        levels = self._levels
+        seen = self._flow.next
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -267,7 +261,10 @@ class Fetcher:
                 reason = f"oversized payload: {e.reason}"
             except EnvelopeError as e:
                 reason = f"undecodable envelope: {e.reason}"
-            out.append(RawRecord(m.partition(), m.offset(), raw, env, reason))
+            lane_ = levels[m.topic()] * LANE_STRIDE + m.partition()
+            offset = m.offset()
+            seen[lane_] = offset + 1
+            out.append(RawRecord(lane_, offset, raw, env, reason))
         return out
 
     def _ingest(self, msgs: list[Any]) -> None:

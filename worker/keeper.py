@@ -21,7 +21,8 @@ import redis
 
 from ringleader.registry.backend import Eviction
 from ringleader.registry.errors import RegistryError
-from ringleader.worker.delayed import DelayedSet
+from ringleader.worker.delayed import Delayed, DelayedSet
+from ringleader.worker.lanes import LaneTopics
 from ringleader.worker.ledger import TaskLedger
 from ringleader.worker.producers import WorkerProducers
 
@@ -51,7 +52,7 @@ class LedgerKeeper:
         self._ledger = ledger
         self._delayed = delayed
         self._producers = producers
-        self._topic = topic
+        self._lanes = LaneTopics(topic)
         self._partitions = partitions
         self._is_leader = is_leader
         self._alive_ttl = alive_ttl
@@ -108,8 +109,8 @@ class LedgerKeeper:
             due = self._delayed.due(self._clock(), MOVE_BATCH)
             if not due:
                 break
-            records = [(d.partition % self._partitions, d.envelope) for d in due]
-            acked = self._producers.tasks(self._topic, records, timeout=MOVE_LOOK * 5)
+            records = [self._record(d) for d in due]
+            acked = self._producers.tasks(records, timeout=MOVE_LOOK * 5)
             done = [item for item, ok in zip(due, acked, strict=True) if ok]
             self._delayed.moved_many(done)
             total += len(done)
@@ -118,5 +119,11 @@ class LedgerKeeper:
             if time.monotonic() >= until:
                 break
         if total:
-            log.debug("moved %d due tasks to %s", total, self._topic)
+            log.debug("moved %d due tasks to %s", total, self._lanes.main)
         return total
+
+    def _record(self, d: Delayed) -> tuple[str, int, bytes]:
+        """Where a due task goes: its level's topic, its partition (modulo the partition count,
+        should a namespace have been recreated with fewer)."""
+        topic, partition = self._lanes.of_lane(d.lane)
+        return topic, partition % self._partitions, d.envelope

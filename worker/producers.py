@@ -81,13 +81,13 @@ class WorkerProducers:
 
         self._produce(self.dead_letter_topic, value, None, on_delivery)
 
-    def tasks(self, topic: str, records: Sequence[tuple[int, bytes]], timeout: float) -> list[bool]:
-        """Put (partition, envelope) records back on the task topic; which were acknowledged
-        within `timeout`."""
+    def tasks(self, records: Sequence[tuple[str, int, bytes]], timeout: float) -> list[bool]:
+        """Put (topic, partition, envelope) records back on the task topics; which were
+        acknowledged within `timeout`."""
         acked = [False] * len(records)
         pending = [len(records)]
 
-        def on_delivery(i: int) -> _Callback:
+        def on_delivery(i: int, topic: str) -> _Callback:
             def cb(err: KafkaError | None, msg: Message) -> None:
                 acked[i] = err is None
                 with self._lock:
@@ -97,11 +97,11 @@ class WorkerProducers:
 
             return cb
 
-        for i, (partition, value) in enumerate(records):
+        for i, (topic, partition, value) in enumerate(records):
             while True:
                 try:
                     self._producer.produce(
-                        topic, value=value, partition=partition, on_delivery=on_delivery(i)
+                        topic, value=value, partition=partition, on_delivery=on_delivery(i, topic)
                     )
                     break
                 except BufferError:

@@ -17,6 +17,7 @@ from typing import Protocol
 from ringleader.worker.book import PartitionBook
 from ringleader.worker.committer import OffsetCommitter
 from ringleader.worker.fetcher import AssignPartitions, Control, UnassignPartitions
+from ringleader.worker.lanes import lanes_of, partitions_of
 from ringleader.worker.queues import SchedulingQueue
 
 log = logging.getLogger("ringleader.worker")
@@ -63,9 +64,9 @@ class RebalanceHandler:
         t0 = self._clock()
         deadline = t0 + (self._drain_timeout if drain_timeout is None else drain_timeout)
         with self._lock:
-            rev = self._book.revoke(partitions)
-        for p in rev.partitions:
-            self._queue.drain_partition(p)
+            rev = self._book.revoke(lanes_of(partitions))  # every priority level's
+        for ln in rev.partitions:
+            self._queue.drain_partition(ln)
         self._post(UnassignPartitions(tuple(rev.partitions)))
         # Let running tasks of these partitions finish and their completions be recorded.
         with self._lock:
@@ -78,11 +79,11 @@ class RebalanceHandler:
         self._committer.commit_revoked(rev, deadline)
         with self._lock:
             self._book.forget(rev)
-            active = self._book.active()
+            active = partitions_of(self._book.active())
             # A cooperative move keeps the generation for what stays; eager holds nothing now.
             generation = self._book.generation if active else -1
         self._announcer.update(active, generation)
-        log.info("revoked %s in %.3fs", rev.partitions, self._clock() - t0)
+        log.info("revoked %s in %.3fs", partitions_of(rev.partitions), self._clock() - t0)
 
     def fenced(self, reason: str, fatal: bool) -> None:
         if fatal:

@@ -81,14 +81,14 @@ class RetryWrite:
     task_id: str
     due: float
     envelope: bytes  # the next attempt, encoded
-    partition: int  # where it goes back to
+    lane: int  # where it goes back to (worker.lanes: its level's topic and partition)
 
     @property
     def ok(self) -> bool:
         return False
 
     def payload(self) -> bytes:
-        return b"%d|%s" % (self.partition, self.envelope)
+        return b"%d|%s" % (self.lane, self.envelope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ringleader.worker.lanes import LaneTopics
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:
@@ -18,13 +20,20 @@ class Topics:
     events: str
     batches: str
 
+    @property
+    def lanes(self) -> LaneTopics:
+        """The task topic of each priority level (`<ns>.tasks`, `.tasks.high`, `.tasks.low`)."""
+        return LaneTopics(self.tasks)
+
     def all(self) -> tuple[str, ...]:
-        return (self.tasks, self.assignments, self.dead_letter, self.events, self.batches)
+        logs = (self.assignments, self.dead_letter, self.events, self.batches)
+        return self.lanes.all() + logs
 
 
 # The longest suffix bounds the namespace length (Kafka topic names are at most 249 characters).
 _SUFFIXES = (".tasks", ".assignments", ".dead-letter", ".events", ".batches")
-MAX_NAMESPACE_LEN = 249 - max(len(s) for s in _SUFFIXES)
+_LONGEST = max(len(s) for s in (*_SUFFIXES, ".tasks.high", ".tasks.low"))
+MAX_NAMESPACE_LEN = 249 - _LONGEST
 
 
 def topics(namespace: str) -> Topics:

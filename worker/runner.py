@@ -34,6 +34,7 @@ from ringleader.worker.execute import (
     execute,
 )
 from ringleader.worker.isolation import Isolation
+from ringleader.worker.lanes import LaneTopics, level_of, partition_of
 from ringleader.worker.ledger import (
     Begin,
     BeginBatcher,
@@ -113,7 +114,7 @@ class TaskRunner:
         self._window = window
         self._producers = producers
         self._events = events
-        self._topic = tasks_topic
+        self._lanes = LaneTopics(tasks_topic)
         self._clock = clock
         self._rngs = threading.local()
         self._isolation = Isolation()
@@ -138,7 +139,8 @@ class TaskRunner:
         with self._lock:
             # The lease is read under the book's lock, so a revoke cannot slip between the
             # check and the in-flight count that the revoke waits for.
-            claim = self._book.claim(task, self._lease.owns(task.partition), self._clock())
+            owned = self._lease.owns(partition_of(task.partition))
+            claim = self._book.claim(task, owned, self._clock())
         if claim is Claim.WAIT:
             log.debug("lease lapsed; %s/%d waits", task.partition, task.offset)
             self._queue.push_backoff(task, self._clock() + LEASE_RECHECK)
@@ -266,7 +268,7 @@ class TaskRunner:
                 return self._begins.begin(BeginRequest(env.id, env.name, env.attempt, alone))
             except redis.RedisError as e:
                 log.warning("recording the start of %s failed (%s); retrying", env.id, e)
-            if self._queue.closed or not self._lease.owns(task.partition):
+            if self._queue.closed or not self._lease.owns(partition_of(task.partition)):
                 return None
             time.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
@@ -312,8 +314,8 @@ class TaskRunner:
             DeadLetterRecord(
                 original=task.raw,
                 reason=reason,
-                topic=self._topic,
-                partition=task.partition,
+                topic=self._lanes.topic(level_of(task.partition)),
+                partition=partition_of(task.partition),
                 offset=task.offset,
                 worker_id=self._worker_id,
                 at=now,
@@ -344,8 +346,8 @@ class TaskRunner:
             DeadLetterRecord(
                 original=rec.raw,
                 reason=rec.reason,
-                topic=self._topic,
-                partition=rec.partition,
+                topic=self._lanes.topic(level_of(rec.partition)),
+                partition=partition_of(rec.partition),
                 offset=rec.offset,
                 worker_id=self._worker_id,
                 at=self._clock(),

@@ -35,6 +35,7 @@ from ringleader.worker.delayed import DelayedSet
 from ringleader.worker.fetcher import BatchStates, Fetcher
 from ringleader.worker.health import RedisProbe, preflight
 from ringleader.worker.keeper import LedgerKeeper
+from ringleader.worker.lanes import busiest, partitions_of
 from ringleader.worker.ledger import TaskLedger, new_incarnation
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.pool import Flusher, HandlerPool, RecordWindow
@@ -315,7 +316,7 @@ class Worker:
     @property
     def partitions(self) -> list[int]:
         with self._lock:
-            return self._book.active()
+            return partitions_of(self._book.active())
 
     @property
     def executed(self) -> int:
@@ -381,7 +382,7 @@ class Worker:
 
     def _busy(self) -> dict[int, int]:
         with self._lock:
-            return self._book.busy(self._clock())
+            return busiest(self._book.busy(self._clock()))
 
     def _fail(self, reason: str) -> None:
         self.fatal = reason

@@ -22,6 +22,7 @@ from ringleader.coordinator.errors import BrokerUnavailableError
 from ringleader.worker.batches import BatchGate, BatchState, part_value
 from ringleader.worker.envelope import Envelope, decode
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge, ResultTimeout, TaskError
+from ringleader.worker.lanes import Level, level_for
 from ringleader.worker.results import ResultStore, Status
 from ringleader.worker.routing import partition_for
 from ringleader.worker.settings import AppSettings
@@ -144,12 +145,27 @@ def test_submit_is_acknowledged_and_the_record_is_the_envelope(
     client: Client, settings: AppSettings
 ) -> None:
     h = client.submit("add", args=[1, 2], kwargs={"x": "y"}, priority=5, not_before=123.5)
-    [(part, _, key, value)] = read_records(settings.bootstrap, client.topics.tasks, PARTITIONS, 1)
+    # A priority above 0 puts the task on the high level's topic (worker.lanes).
+    high = client.topics.lanes.topic(Level.HIGH)
+    [(part, _, key, value)] = read_records(settings.bootstrap, high, PARTITIONS, 1)
     assert key is None and part == h.partition
     env = decode(value)
     assert env.id == h.id and env.name == "add" and env.args == [1, 2]
     assert env.kwargs == {"x": "y"} and env.priority == 5 and env.not_before == 123.5
     assert env.batch is None and env.attempt == 1 and env.submitted_at > 0
+
+
+def test_each_priority_level_has_its_own_co_partitioned_topic(
+    client: Client, settings: AppSettings
+) -> None:
+    keyed = [TaskSpec("add", key="order-9", priority=p) for p in (-2, 0, 3)]
+    handles = client.submit_many(keyed)
+    assert len({h.partition for h in handles}) == 1  # the same key, the same partition
+    for level in (Level.LOW, Level.NORMAL, Level.HIGH):
+        topic = client.topics.lanes.topic(level)
+        [(part, _, _, value)] = read_records(settings.bootstrap, topic, PARTITIONS, 1)
+        assert part == handles[0].partition
+        assert level_for(decode(value).priority) is level
 
 
 def test_a_burst_of_unkeyed_tasks_is_spread_evenly_over_the_partitions(

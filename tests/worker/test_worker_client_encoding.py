@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ringleader.packing import Prepared, TaskSpec, idempotent_task_id, pack
 from ringleader.worker.envelope import decode, encode
 from ringleader.worker.errors import EnvelopeError, PayloadTooLarge
+from ringleader.worker.lanes import level_for
 from ringleader.worker.routing import partition_for
 
 PARTITIONS = 6
@@ -35,11 +36,12 @@ SPECS: list[TaskSpec] = [
 
 @pytest.mark.parametrize("batch", [None, "f" * 32])
 def test_packed_bytes_are_what_envelope_encode_writes(batch: str | None) -> None:
-    for task_id, name, data, key, part in packed(SPECS, batch):
+    for task_id, name, data, key, part, level in packed(SPECS, batch):
         env = decode(data)
         assert encode(env) == data
         assert (env.id, env.name, env.batch, env.attempt) == (task_id, name, batch, 1)
         assert key is None and part is None
+        assert level == level_for(env.priority)  # which task topic: -3 is the low level
     ids = [p[0] for p in packed(SPECS, None)]
     assert len(set(ids)) == 4 and ids[3] == idempotent_task_id("enc", "order-1")
 
@@ -114,5 +116,5 @@ _values = st.recursive(
 )
 def test_any_specs_pack_as_envelope_encode_does(specs: list[TaskSpec], batch: str | None) -> None:
     # Repeated names, priorities and absent keys hit the cached pieces; the rest do not.
-    for _, _, data, _, _ in packed(specs + specs, batch, limit=1 << 20):
+    for _, _, data, _, _, _ in packed(specs + specs, batch, limit=1 << 20):
         assert encode(decode(data)) == data

@@ -84,14 +84,14 @@ def test_a_retry_counts_once_parks_the_next_attempt_and_stales_old_copies(
     store = ResultStore(client, prefix)
     delayed = DelayedSet(client, prefix)
     assert w1.begin("t1", "flaky", 1, 10.0).verdict is Verdict.RUN
-    retry = RetryWrite("t1", due=15.0, envelope=b"env-2", partition=3)
+    retry = RetryWrite("t1", due=15.0, envelope=b"env-2", lane=3)
     assert store.write([], [], 60, retries=[retry], run=run_of(w1))[2] == [True]
     # The same write again (its reply was lost): the failed run is not counted twice.
     assert store.write([], [], 60, retries=[retry], run=run_of(w1))[2] == [True]
     assert store.get_status("t1") is Status.RETRYING
     assert delayed.due(14.9, 10) == []
     (item,) = delayed.due(15.0, 10)
-    assert (item.task_id, item.partition, item.envelope) == ("t1", 3, b"env-2")
+    assert (item.task_id, item.lane, item.envelope) == ("t1", 3, b"env-2")
     # A redelivered copy of attempt 1 already ran; attempt 2 is the next one.
     assert w1.begin("t1", "flaky", 1, 16.0).verdict is Verdict.STALE
     nxt = w1.begin("t1", "flaky", 2, 16.0)

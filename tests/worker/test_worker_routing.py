@@ -17,7 +17,7 @@ def test_topic_names() -> None:
         "prod.events",
         "prod.batches",
     )
-    assert len(t.all()) == 5
+    assert len(t.all()) == 7
     assert max(len(x) for x in topics("n" * MAX_NAMESPACE_LEN).all()) == 249
 
 
