@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["Isolation"]
+__all__ = ["Isolation", "OwnRuns"]
 
 
 class Isolation:
@@ -47,3 +47,29 @@ class Isolation:
         with self._cond:
             self._alone = False
             self._cond.notify_all()
+
+
+class OwnRuns:
+    """The task ids with a run in this process, from before its begin until its outcome is
+    recorded: a second copy of a task (put on a topic twice) waits for the first instead of
+    running beside it. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[str] = set()
+
+    def reserve(self, task_id: str) -> bool:
+        """False when a run of `task_id` is already in progress here."""
+        with self._lock:
+            if task_id in self._ids:
+                return False
+            self._ids.add(task_id)
+            return True
+
+    def drop(self, task_id: str) -> None:
+        with self._lock:
+            self._ids.discard(task_id)
+
+    def __contains__(self, task_id: object) -> bool:
+        with self._lock:
+            return task_id in self._ids

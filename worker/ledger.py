@@ -18,6 +18,9 @@ Before a run begins (`TaskLedger.begin`, one script), the ledger decides:
 * WAIT — a live worker has a run of it in progress (it kept running after its partition moved
   on): ask again later; when that run ends or its worker dies, the answer changes;
 * STALE — this copy's attempt already ran (a duplicate of a retry that was moved twice): skip;
+* CANCELLED — a cancel was requested while an earlier run of it ran (`worker.cancel`'s flag),
+  and that run ended without finishing it (it failed and is retried, or its worker died):
+  record it cancelled, do not run it again;
 * QUARANTINE — runs of it crashed their worker `crash_limit` times: dead-letter it, do not run;
 * SUSPECT — a run of it crashed a worker before: nothing is recorded; the worker begins it
   again `alone` (no other run in progress in the process, every earlier one recorded), so
@@ -64,6 +67,7 @@ class Verdict(Enum):
     DONE = "done"
     WAIT = "wait"
     STALE = "stale"
+    CANCELLED = "cancelled"  # a cancel was requested while an earlier run ran
     QUARANTINE = "quarantine"
     SUSPECT = "suspect"  # it crashed a worker before: begin again once it can run alone
 
@@ -93,10 +97,10 @@ class RunningTask:
     started_at: float
 
 
-# Any number of tasks in one call. KEYS: running, then per task (done, run). ARGV: alive
-# prefix, incarnation, worker id, now, crash limit, ttl ms, then per task (the envelope's
-# attempt, task id, task name, whether it may run alone '1'). Returns per task: verdict,
-# attempt or failed count, number of crashes, the crashes.
+# Any number of tasks in one call. KEYS: running, then per task (done, run, cancel flag).
+# ARGV: alive prefix, incarnation, worker id, now, crash limit, ttl ms, then per task (the
+# envelope's attempt, task id, task name, whether it may run alone '1'). Returns per task:
+# verdict, attempt or failed count, number of crashes, the crashes.
 _BEGIN_LUA = """
 local mine = 's:' .. ARGV[2]
 local stamp = ARGV[3] .. ' ' .. ARGV[4]
@@ -108,7 +112,7 @@ local function answer(verdict, n, crashes)
   out[#out + 1] = #crashes
   for _, c in ipairs(crashes) do out[#out + 1] = c end
 end
-local function begin(done, run, attempt, tid, name, alone)
+local function begin(done, run, cancel, attempt, tid, name, alone)
   if redis.call('EXISTS', done) == 1 then return answer('done', 0, {}) end
   local h = redis.call('HGETALL', run)
   local failed, crashes, live = 0, {}, false
@@ -126,6 +130,7 @@ local function begin(done, run, attempt, tid, name, alone)
   end
   if live then return answer('wait', 0, {}) end
   if attempt < failed + 1 then return answer('stale', 0, {}) end
+  if redis.call('EXISTS', cancel) == 1 then return answer('cancelled', failed + 1, {}) end
   if #crashes >= limit then return answer('quarantine', failed + 1, crashes) end
   if #crashes > 0 and alone ~= '1' then return answer('suspect', failed + 1, crashes) end
   redis.call('HSET', run, mine, stamp)
@@ -135,8 +140,8 @@ local function begin(done, run, attempt, tid, name, alone)
 end
 local k, a = 2, 7
 while k < #KEYS do
-  begin(KEYS[k], KEYS[k + 1], tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
-  k, a = k + 2, a + 4
+  begin(KEYS[k], KEYS[k + 1], KEYS[k + 2], tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  k, a = k + 3, a + 4
 end
 return out
 """
@@ -207,7 +212,7 @@ class TaskLedger:
         ]
         for r in requests:
             base = f"{self._prefix}:{{{r.task_id}}}"
-            keys += (f"{base}:done", f"{base}:run")
+            keys += (f"{base}:done", f"{base}:run", f"{base}:cancel")
             args += (r.attempt, r.task_id, r.name, "1" if r.alone else "0")
         reply = self._begin(keys=keys, args=args)
         out: list[Begin] = []

@@ -16,7 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from ringleader.worker.envelope import DeadLetterRecord, encode_dead_letter
+from ringleader.worker.envelope import (
+    DeadLetterRecord,
+    Envelope,
+    EventKind,
+    EventPacker,
+    encode_dead_letter,
+)
 
 log = logging.getLogger("ringleader.worker.producers")
 
@@ -159,3 +165,23 @@ class WorkerProducers:
             return
         if left:
             log.warning("%d events not delivered at close", left)
+
+
+class TaskEvents:
+    """Task events on `<ns>.events` (started, failed, retrying, succeeded, dead-lettered)."""
+
+    def __init__(self, producers: WorkerProducers, worker_id: str) -> None:
+        self._producers = producers
+        self._packer = EventPacker(worker_id)
+
+    def emit(
+        self,
+        env: Envelope,
+        kind: EventKind,
+        at: float,
+        *,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        value = self._packer.pack(env.id, env.name, kind, env.attempt, at, error=error, delay=delay)
+        self._producers.event(env.id, value)

@@ -23,7 +23,7 @@ import redis
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.app import App
 from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
-from ringleader.worker.envelope import DeadLetterRecord, Envelope, EventKind, EventPacker
+from ringleader.worker.envelope import DeadLetterRecord, EventKind
 from ringleader.worker.errors import CANCELLED_TYPE
 from ringleader.worker.execute import (
     Cancelled,
@@ -33,7 +33,7 @@ from ringleader.worker.execute import (
     Unschedulable,
     execute,
 )
-from ringleader.worker.isolation import Isolation
+from ringleader.worker.isolation import Isolation, OwnRuns
 from ringleader.worker.lanes import LaneTopics, level_of, partition_of
 from ringleader.worker.ledger import (
     Begin,
@@ -44,7 +44,7 @@ from ringleader.worker.ledger import (
     describe_crashes,
 )
 from ringleader.worker.pool import Finished, Flusher, RecordWindow
-from ringleader.worker.producers import WorkerProducers
+from ringleader.worker.producers import TaskEvents, WorkerProducers
 from ringleader.worker.queues import QueuedTask, SchedulingQueue
 from ringleader.worker.results import CompletionWrite, RetryWrite, Status
 
@@ -63,26 +63,6 @@ class Lease(Protocol):
     def owns(self, partition: int) -> bool:
         """Whether a task of `partition` may start now (assigned, session lease valid)."""
         ...
-
-
-class TaskEvents:
-    """Task events on `<ns>.events` (started, failed, retrying, succeeded, dead-lettered)."""
-
-    def __init__(self, producers: WorkerProducers, worker_id: str) -> None:
-        self._producers = producers
-        self._packer = EventPacker(worker_id)
-
-    def emit(
-        self,
-        env: Envelope,
-        kind: EventKind,
-        at: float,
-        *,
-        error: str | None = None,
-        delay: float | None = None,
-    ) -> None:
-        value = self._packer.pack(env.id, env.name, kind, env.attempt, at, error=error, delay=delay)
-        self._producers.event(env.id, value)
 
 
 class TaskRunner:
@@ -118,6 +98,7 @@ class TaskRunner:
         self._clock = clock
         self._rngs = threading.local()
         self._isolation = Isolation()
+        self._runs = OwnRuns()
         self.flusher: Flusher | None = None  # set once built (it calls back `after_record`)
         self.executed = 0
 
@@ -158,6 +139,23 @@ class TaskRunner:
         task's outcome (else the caller gives it back)."""
         if not self._claim(task):
             return False
+        if not self._runs.reserve(task.envelope.id):
+            # Another copy of it (put on a topic twice) runs in this very process: its start
+            # field is this process's own, which the begin script cannot tell from a retry
+            # of a begin whose reply was lost. Ask again once that run is recorded.
+            log.info("task %s runs in this process already; this copy waits", task.envelope.id)
+            self._release(task)
+            self._queue.push_backoff(task, self._clock() + RUNNING_ELSEWHERE_RECHECK)
+            return False
+        handed = False
+        try:
+            handed = self._begin_and_run(task)
+        finally:
+            if not handed:
+                self._runs.drop(task.envelope.id)
+        return handed
+
+    def _begin_and_run(self, task: Fetched) -> bool:
         # A start is recorded only inside the isolation, so that no run's start is open
         # while a suspect runs alone.
         self._isolation.enter()
@@ -280,6 +278,16 @@ class TaskRunner:
             details = describe_crashes(begin.crashes)
             reason = f"crashed its worker {n} times ({details})"
             return self.dead_letter(task, reason, "WorkerCrashed", reason, claimed=True)
+        if begin.verdict is Verdict.CANCELLED:
+            reason = "cancelled: requested while an earlier run of it ran"
+            log.info("task %s %s; not run again", env.id, reason)
+            now = self._clock()
+            self._events.emit(env, EventKind.CANCELLED, now, error=reason)
+            write = CompletionWrite(
+                env.id, error_type=CANCELLED_TYPE, error=reason, at=now, worker_id=self._worker_id
+            )
+            self._flusher().submit(Finished(task, write, holds_slot=True))
+            return True
         if begin.verdict is Verdict.WAIT:
             log.info("task %s is running on another live worker; waiting for it", env.id)
             self._release(task)
@@ -363,6 +371,9 @@ class TaskRunner:
             for item in items:
                 self._book.recorded(item.task)
             self._lock.notify_all()
+        for item in items:
+            if item.holds_slot:  # a handler's run (a claimed task): it ended, recorded
+                self._runs.drop(item.task.envelope.id)
         for item in items:
             env = item.task.envelope
             if not item.recorded:

@@ -39,12 +39,12 @@ from ringleader.worker.lanes import busiest, partitions_of
 from ringleader.worker.ledger import TaskLedger, new_incarnation
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.pool import Flusher, HandlerPool, RecordWindow
-from ringleader.worker.producers import WorkerProducers
+from ringleader.worker.producers import TaskEvents, WorkerProducers
 from ringleader.worker.queues import SchedulingQueue
 from ringleader.worker.rebalance import RebalanceHandler
 from ringleader.worker.registration import Registration, eviction_backend
 from ringleader.worker.results import ResultStore, RunOf
-from ringleader.worker.runner import TaskEvents, TaskRunner
+from ringleader.worker.runner import TaskRunner
 from ringleader.worker.settings import WorkerSettings, member_settings_from_env
 
 __all__ = ["BatchStates", "Worker", "WorkerSettings", "member_settings_from_env"]

@@ -124,3 +124,19 @@ def test_parking_ends_the_run_and_a_retire_leaves_no_crash(
     w1.retire()
     again = w2.begin("t1", "calls-downstream", 1, 2.0)
     assert again.verdict is Verdict.RUN and again.crashes == ()
+
+
+def test_a_cancel_flag_ends_the_task_at_its_next_begin(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    w1, w2 = worker(client, prefix, "w1"), worker(client, prefix, "w2")
+    assert w1.begin("t1", "job", 1, 10.0).verdict is Verdict.RUN
+    client.set(f"{prefix}:{{t1}}:cancel", "1")  # worker.cancel's flag: requested while running
+    # The run in progress on a live worker is left to see the flag itself.
+    assert w2.begin("t1", "job", 1, 11.0).verdict is Verdict.WAIT
+    crash(client, w1)
+    # Its worker died (or the run failed and is retried): the next begin says cancelled.
+    again = w2.begin("t1", "job", 1, 12.0)
+    assert again.verdict is Verdict.CANCELLED
+    assert running(client, prefix, "w2") == []  # nothing recorded as running
+    assert w2.begin("t2", "job", 1, 12.0).verdict is Verdict.RUN  # other tasks unaffected

@@ -140,3 +140,46 @@ def test_cancel_queued_delayed_running_and_finished(
     execs = procs.executions(settings.redis, settings.namespace)
     assert queued.id not in execs and delayed.id not in execs
     assert execs[running.id] == 1
+
+
+def test_a_cancel_requested_while_running_stops_its_retries(
+    workers: procs.Workers, client: Client, settings: AppSettings
+) -> None:
+    """A running task that never checks its context fails after the cancel: its retry is
+    recorded cancelled, not run (the begin script reads the cancel flag)."""
+    workers.start("w0", concurrency=2)
+    h = client.submit("fails_late", kwargs={"seconds": 2})
+    procs.wait_until(
+        lambda: h.id in procs.executions(settings.redis, settings.namespace),
+        90,
+        "the task to start",
+    )
+    assert h.cancel() is CancelOutcome.REQUESTED
+    with pytest.raises(TaskCancelled, match="earlier run"):
+        h.result(timeout=60)
+    assert h.status() is Status.CANCELLED
+    assert procs.executions(settings.redis, settings.namespace)[h.id] == 1
+
+
+def test_two_copies_of_a_task_in_one_worker_never_run_side_by_side(
+    workers: procs.Workers, client: Client, settings: AppSettings
+) -> None:
+    """The same envelope on the topic twice (a producer's retry, a move repeated): the worker
+    runs it once; the second copy waits for the first's record, then skips it."""
+    workers.start("w0", concurrency=4)
+    assert client.submit("count", kwargs={"n": 0}).result(timeout=90) == 0
+    [env] = procs.envelopes("long", 1, seconds=2.0)
+    procs.submit_envelopes(settings.bootstrap, client.topics.tasks, [env, env])
+    assert client.result(env.id, timeout=60) == 2.0
+    log = workers.procs[0].log_text
+
+    def runs() -> int:
+        return procs.executions(settings.redis, settings.namespace)[env.id]
+
+    procs.wait_until(
+        lambda: f"task {env.id} already completed; skipped" in log() or runs() > 1,
+        30,
+        "the second copy to be skipped (or run)",
+    )
+    assert runs() == 1
+    assert f"task {env.id} runs in this process already" in log()

@@ -119,3 +119,11 @@ def cancellable(ctx: TaskContext, seconds: float) -> str:
         ctx.checkpoint()
         time.sleep(0.05)
     return "finished"
+
+
+@app.task(name="fails_late", bind=True, retries=2, backoff=Backoff(initial=0.3, jitter=0.0))
+def fails_late(ctx: TaskContext, seconds: float) -> None:
+    """Sleep `seconds` without a checkpoint, then fail (a task that ignores cancellation)."""
+    _record(ctx)
+    time.sleep(seconds)
+    raise RuntimeError(f"attempt {ctx.attempt} fails late on purpose")
