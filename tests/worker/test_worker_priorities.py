@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ringleader.client import Client, TaskSpec
+from ringleader.coordinator.topics import ensure_topic
+from ringleader.errors import ConfigError
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.settings import AppSettings
 from tests.worker import procs
@@ -86,3 +88,12 @@ def test_high_tasks_overtake_the_queued_backlog_and_low_ones_wait_for_it(
         # most of the backlog that was queued before them.
         assert first_low > BACKLOG // 3
     assert procs.executions(settings.redis, settings.namespace).get(high[0].id) == 1
+
+
+def test_level_topics_with_another_partition_count_are_refused(
+    broker: str, redis_url: str, unique_name: str
+) -> None:
+    s = AppSettings(namespace=unique_name, bootstrap=broker, redis=redis_url, partitions=3)
+    ensure_topic(broker, s.namespace + ".tasks.high", partitions=2)  # made by hand, wrongly
+    with pytest.raises(ConfigError, match=r"same partition count.*\.tasks\.high': 2"):
+        ensure_topics(s)
