@@ -22,6 +22,7 @@ Each part is gathered on its own; one that fails is reported in `errors` and the
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import uuid
@@ -123,19 +124,10 @@ def gather(
         if t.tasks not in parts:
             report.errors.append(f"topic {t.tasks!r} does not exist (nothing submitted yet?)")
         _group(report, settings, group, timeout)
-        for level in Level:
-            name = t.lanes.topic(level)
-            if name in parts:
-                _lag(
-                    report,
-                    settings,
-                    consumer,
-                    group=group,
-                    topic=name,
-                    partitions=parts[name],
-                    timeout=timeout,
-                    level=level.name.lower(),
-                )
+        lag = functools.partial(_lag, report, settings, consumer, group=group, timeout=timeout)
+        for level in Level:  # each priority level's topic
+            if (name := t.lanes.topic(level)) in parts:
+                lag(topic=name, partitions=parts[name], level=level.name.lower())
         if t.dead_letter in parts:
             ends = end_offsets(consumer, t.dead_letter, parts[t.dead_letter], timeout)
             report.dead_letters = sum(hi - lo for lo, hi in ends.values())

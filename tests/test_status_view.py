@@ -185,3 +185,12 @@ def test_a_generation_read_off_the_log_says_whether_anyone_is_live() -> None:
     assert "(last committed on the log; no live member)" in format_text(r)
     r.group_state = "Stable"  # Tansu: live members, but no assignments described
     assert "(last committed on the log; live)" in format_text(r)
+
+
+def test_text_names_the_priority_level_of_a_lag_row() -> None:
+    r = report()
+    r.lag = [PartitionLag(0, 10, 8, 2), PartitionLag(0, 5, None, 5, "high")]
+    r.total_lag = 7
+    lines = format_text(r).splitlines()
+    assert "  p0   end 10       committed 8        lag 2" in lines
+    assert "  p0 high end 5        committed -        lag 5" in lines
