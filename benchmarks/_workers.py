@@ -31,6 +31,12 @@ COUNTING_APP = "tests.worker.apps.counting:app"
 STOP_TIMEOUT = 40.0  # seconds after SIGTERM before SIGKILL
 
 
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of non-empty `values`."""
+    v = sorted(values)
+    return v[min(len(v) - 1, round(q / 100 * (len(v) - 1)))]
+
+
 def log_key(ns: str) -> str:
     """`<ns>:log`: "task_id pid attempt wall_time" per execution start (the counting app; not
     imported from it: importing it builds an App from the environment)."""

@@ -47,7 +47,6 @@ import os
 import platform
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -64,8 +63,19 @@ from confluent_kafka import Consumer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._workers import (  # noqa: E402
+    Exec,
+    Group,
+    RunFailed,
+    WorkerProc,
+    check_alive,
+    group_of,
+    pct,
+    read_execs,
+    start_worker,
+    stop_workers,
+)
 from ringleader.client import Client, TaskSpec  # noqa: E402
-from ringleader.status import gather  # noqa: E402
 from ringleader.worker import run  # noqa: E402
 from ringleader.worker.delayed import DelayedSet  # noqa: E402
 from ringleader.worker.envelope import decode  # noqa: E402
@@ -75,7 +85,6 @@ from ringleader.worker.results import ResultStore  # noqa: E402
 from ringleader.worker.routing import topics  # noqa: E402
 from ringleader.worker.settings import AppSettings, WorkerSettings  # noqa: E402
 
-APP = "tests.worker.apps.counting:app"
 PARTITIONS = 12
 SESSION_MS = 6000
 SAMPLE_EVERY = 0.1  # seconds between looks at the delayed set
@@ -85,89 +94,7 @@ QUIET = 3.0  # seconds waited after the last completion for late duplicate runs
 BUCKETS = ("due before the kill", "due in the failover window", "due after", "all")
 
 
-def log_key(ns: str) -> str:
-    """Where the counting app records each execution start (not imported: it builds an App)."""
-    return f"{ns}:log"
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, round(q / 100 * (len(v) - 1)))]
-
-
 # --- worker processes ------------------------------------------------------------------------
-
-
-@dataclass
-class WorkerProc:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-def start_worker(name: str, env: Mapping[str, str], log_dir: Path, concurrency: int) -> WorkerProc:
-    log = log_dir / f"{name}.log"
-    fh = open(log, "wb")  # noqa: SIM115 - the child owns it for its lifetime
-    try:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "ringleader.worker.run", APP, "--id", name),
-                *("--concurrency", str(concurrency), "--log-level", "INFO"),
-            ],
-            cwd=ROOT,
-            env=dict(env),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    finally:
-        fh.close()
-    return WorkerProc(name, proc, log)
-
-
-def stop_workers(ws: Sequence[WorkerProc]) -> None:
-    live = [w for w in ws if w.proc.poll() is None]
-    for w in live:
-        w.proc.send_signal(signal.SIGTERM)
-    for w in live:
-        try:
-            w.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-            w.proc.wait(10)
-
-
-class RunFailed(Exception):
-    pass
-
-
-def check_alive(ws: Mapping[str, WorkerProc], names: set[str]) -> None:
-    for n in sorted(names):
-        w = ws[n]
-        if w.proc.poll() is not None:
-            raise RunFailed(f"worker {n} exited with {w.proc.returncode}; see {w.log}")
-
-
-@dataclass(frozen=True)
-class Group:
-    leader: str | None  # worker id of the committed generation's leader
-    generation: int | None
-    owners: dict[str, int]  # worker id -> partitions it owns
-
-
-def group_of(s: AppSettings) -> Group:
-    report = gather(s, timeout=5.0)
-    by_member = {m.member_id: m for m in report.members}
-    lead = by_member.get(report.leader or "")
-    owners = {
-        m.worker_id: len(m.partitions or []) for m in report.members if m.worker_id is not None
-    }
-    return Group(lead.worker_id if lead else None, report.generation, owners)
 
 
 def wait_group(s: AppSettings, ws: Mapping[str, WorkerProc], expected: set[str]) -> Group:
@@ -175,7 +102,7 @@ def wait_group(s: AppSettings, ws: Mapping[str, WorkerProc], expected: set[str])
     `expected`."""
     deadline = time.monotonic() + GROUP_TIMEOUT
     while True:
-        check_alive(ws, expected)
+        check_alive({n: ws[n] for n in expected})  # the killed ones are gone
         try:
             g = group_of(s)
             if (
@@ -224,14 +151,6 @@ class Sampler(threading.Thread):
 # --- one run ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Exec:
-    task: str
-    pid: int
-    attempt: int
-    at: float
-
-
 @dataclass
 class Result:
     kind: str  # baseline | kill
@@ -259,14 +178,6 @@ class Result:
     # task id -> CreateTime (s) of each copy on the task topic (the keeper's produce)
     on_topic: dict[str, list[float]] = field(default_factory=dict)
     parked_peak: tuple[int, float] = (0, 0.0)  # most due but parked at one sample, when
-
-
-def read_execs(r: redis.Redis[bytes], ns: str) -> list[Exec]:
-    out = []
-    for raw in r.lrange(log_key(ns), 0, -1):
-        task, pid, attempt, at = raw.decode().split()
-        out.append(Exec(task, int(pid), int(attempt), float(at)))
-    return out
 
 
 def read_topic(s: AppSettings, want: Mapping[str, float]) -> dict[str, list[float]]:
@@ -380,7 +291,7 @@ def scenario(
                 )
             while True:
                 now = time.time()
-                check_alive(ws, live)
+                check_alive({n: ws[n] for n in live})
                 if (
                     res.kill_at is not None
                     and args.replacement is not None

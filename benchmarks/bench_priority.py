@@ -69,6 +69,7 @@ from benchmarks._workers import (  # noqa: E402
     code_origin,
     execs_key,
     log_key,
+    pct,
     read_exec_counts,
     read_execs,
     start_worker,
@@ -88,11 +89,6 @@ LEVELS_MARK = "(and their priority levels)"
 GROUP_TIMEOUT = 120.0
 QUIET = 2.0  # seconds waited after the last first start, for late duplicate runs
 KEEP_KEYS = 3600  # seconds the namespace's execution log stays in Redis afterwards
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, round(q / 100 * (len(v) - 1)))]
 
 
 def git(*argv: str, cwd: Path = ROOT) -> str:

@@ -41,7 +41,6 @@ import platform
 import random
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +58,13 @@ from confluent_kafka import Producer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._workers import (  # noqa: E402
+    WorkerProc,
+    log_time,
+    pct,
+    start_worker,
+    stop_workers,
+)
 from ringleader.coordinator.assignment import Assignment  # noqa: E402
 from ringleader.coordinator.twophase import Applied  # noqa: E402
 from ringleader.coordinator.txlog import TxLogError, TxLogReader  # noqa: E402
@@ -217,60 +223,8 @@ def min_owner_changes(before: Assignment, members: set[str]) -> int:
 # --- worker processes ------------------------------------------------------------------------
 
 
-@dataclass
-class WorkerProc:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-def start_worker(name: str, env: Mapping[str, str], log_dir: Path) -> WorkerProc:
-    log = log_dir / f"{name}.log"
-    fh = open(log, "wb")  # noqa: SIM115 - the child owns it for its lifetime
-    try:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "ringleader.worker.run", APP, "--id", name),
-                *("--concurrency", str(CONCURRENCY), "--log-level", "INFO"),
-            ],
-            cwd=ROOT,
-            env=dict(env),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    finally:
-        fh.close()
-    return WorkerProc(name, proc, log)
-
-
-def stop_workers(ws: list[WorkerProc]) -> None:
-    live = [w for w in ws if w.proc.poll() is None]
-    for w in live:
-        w.proc.send_signal(signal.SIGTERM)
-    for w in live:
-        try:
-            w.proc.wait(40)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-            w.proc.wait(10)
-
-
-_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 _STOP = re.compile(r" (revoking|releasing) (\[[\d, ]*\])")
 _APPLIED = re.compile(r" generation (\d+) applied: partitions")
-
-
-def _ts(line: str) -> float | None:
-    m = _TS.match(line)
-    if m is None:
-        return None
-    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def stopped_partitions(w: WorkerProc, since: float, until: float) -> int:
@@ -278,7 +232,7 @@ def stopped_partitions(w: WorkerProc, since: float, until: float) -> int:
     n = 0
     for line in w.text().splitlines():
         m = _STOP.search(line)
-        t = _ts(line)
+        t = log_time(line)
         if m and t is not None and since <= t < until:
             n += len(ast.literal_eval(m.group(2)))
     return n
@@ -288,7 +242,7 @@ def applied_at(w: WorkerProc, generation: int) -> float | None:
     for line in w.text().splitlines():
         m = _APPLIED.search(line)
         if m and int(m.group(1)) == generation:
-            return _ts(line)
+            return log_time(line)
     return None
 
 
@@ -410,11 +364,6 @@ def longest_gap(times: Sequence[float], lo: float, hi: float) -> float:
     return max(b - a for a, b in itertools.pairwise(pts))
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, round(q / 100 * (len(v) - 1)))]
-
-
 def lost_to_kill(r: redis.Redis[bytes], ns: str, pid: int) -> tuple[set[str], set[str]]:
     """The killed worker's runs that never ended, and those of them begun again elsewhere."""
     starts, ends = read_runs(r, starts_key(ns)), read_runs(r, ends_key(ns))
@@ -466,7 +415,7 @@ def scenario(
     t_stop = 0.0
     try:
         for w in ("w1", "w2", "w3"):
-            ws[w] = start_worker(w, env, log_dir)
+            ws[w] = start_worker(w, env, log_dir, CONCURRENCY, app=APP)
         first = {"w1", "w2", "w3"}
         a = wait_settled(ledger, ws, first, protocol)
         load.start()  # from here on: no backlog from the group's start
@@ -474,7 +423,7 @@ def scenario(
         time.sleep(args.steady)
         join = Event("join", time.time(), len(ledger.refresh()), a, set(first), first | {"w4"})
         events.append(join)
-        ws["w4"] = start_worker("w4", env, log_dir)
+        ws["w4"] = start_worker("w4", env, log_dir, CONCURRENCY, app=APP)
         join.after = wait_settled(ledger, ws, join.members, protocol)
         join.settled_index = len(ledger.generations) - 1
         time.sleep(max(0.0, join.at + WINDOW[1] - time.time()))
