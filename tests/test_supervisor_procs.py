@@ -25,7 +25,6 @@ from ringleader.groupview import read_group
 from ringleader.supervisor import EXIT_CONFIG, EXIT_CRASH_LOOP
 from ringleader.worker.envelope import decode_dead_letter
 from ringleader.worker.errors import TaskError
-from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import Status
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
@@ -62,9 +61,7 @@ class Supervised:
 
 @pytest.fixture
 def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
-    s = AppSettings(namespace=unique_name, bootstrap=broker, redis=redis_url, partitions=PARTITIONS)
-    ensure_topics(s)
-    return s
+    return procs.namespace(broker, redis_url, unique_name, PARTITIONS)
 
 
 @pytest.fixture

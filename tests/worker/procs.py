@@ -26,6 +26,7 @@ from ringleader.security import KafkaSecurity
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker import run as worker_run
 from ringleader.worker.envelope import Envelope, new_task_id
+from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.settings import AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,6 +260,22 @@ def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[bytes]:
 
 
 # --- reading what the counting app recorded ------------------------------------------------
+
+
+def namespace(bootstrap: str, redis_url: str, name: str, partitions: int = 12) -> AppSettings:
+    """The settings of a fresh namespace, its topics created."""
+    s = AppSettings(namespace=name, bootstrap=bootstrap, redis=redis_url, partitions=partitions)
+    ensure_topics(s)
+    return s
+
+
+def wait_started(settings: AppSettings, task_id: str, timeout: float = 90.0) -> None:
+    """Until the counting app recorded a start of `task_id`."""
+    wait_until(
+        lambda: task_id in executions(settings.redis, settings.namespace),
+        timeout,
+        f"task {task_id} to start",
+    )
 
 
 def executions(redis_url: str, namespace: str) -> dict[str, int]:

@@ -34,7 +34,6 @@ from ringleader.client import Client, TaskHandle
 from ringleader.coordinator.assignment import Assignment
 from ringleader.coordinator.twophase import Applied
 from ringleader.coordinator.txlog import TxLogError, TxLogReader
-from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.routing import partition_for, topics
 from ringleader.worker.settings import AppSettings
 from tests.worker import procs
@@ -50,9 +49,7 @@ SETTLE = 90.0  # seconds a rebalance may take on a busy 2-core machine
 
 @pytest.fixture
 def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
-    s = AppSettings(namespace=unique_name, bootstrap=broker, redis=redis_url, partitions=PARTITIONS)
-    ensure_topics(s)
-    return s
+    return procs.namespace(broker, redis_url, unique_name, PARTITIONS)
 
 
 @pytest.fixture

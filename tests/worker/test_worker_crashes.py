@@ -17,7 +17,6 @@ from ringleader.client import Client, TaskSpec
 from ringleader.coordinator.wire import GroupClient
 from ringleader.worker.envelope import decode_dead_letter
 from ringleader.worker.errors import TaskError
-from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import ResultStore, Status
 from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
@@ -30,9 +29,7 @@ PARTITIONS = 3
 
 @pytest.fixture
 def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
-    s = AppSettings(namespace=unique_name, bootstrap=broker, redis=redis_url, partitions=PARTITIONS)
-    ensure_topics(s)
-    return s
+    return procs.namespace(broker, redis_url, unique_name, PARTITIONS)
 
 
 @pytest.fixture

@@ -17,9 +17,7 @@ from ringleader.client import Client
 from ringleader.registry.backend import RegistryBackend
 from ringleader.registry.model import Instance
 from ringleader.worker.keeper import EVICT_INTERVAL
-from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.registration import worker_service
-from ringleader.worker.settings import AppSettings
 from tests.worker import procs
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -44,8 +42,7 @@ def backend(redis_url: str, prefix: str) -> Iterator[RegistryBackend]:
 def workers(
     kafka_bootstrap: str, redis_url: str, unique_name: str, prefix: str, tmp_path: Path
 ) -> Iterator[procs.Workers]:
-    s = AppSettings(namespace=unique_name, bootstrap=kafka_bootstrap, redis=redis_url)
-    ensure_topics(s)
+    s = procs.namespace(kafka_bootstrap, redis_url, unique_name)
     extra = {
         "RINGLEADER_WORKER_REGISTRY_PREFIX": prefix,
         "RINGLEADER_WORKER_LEASE_DURATION": str(LEASE),

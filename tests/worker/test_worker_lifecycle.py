@@ -20,7 +20,6 @@ from ringleader.status import gather
 from ringleader.worker.cancel import CancelOutcome
 from ringleader.worker.delayed import DelayedSet
 from ringleader.worker.errors import TaskCancelled
-from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import Status
 from ringleader.worker.settings import AppSettings
 from tests.worker import procs
@@ -30,9 +29,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture
 def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
-    s = AppSettings(namespace=unique_name, bootstrap=broker, redis=redis_url, partitions=4)
-    ensure_topics(s)
-    return s
+    return procs.namespace(broker, redis_url, unique_name, 4)
 
 
 @pytest.fixture
@@ -118,11 +115,7 @@ def test_cancel_queued_delayed_running_and_finished(
     workers.start("w0", concurrency=2)
     # Running: it sees ctx.cancelled and stops at its next checkpoint.
     running = client.submit("cancellable", kwargs={"seconds": 60})
-    procs.wait_until(
-        lambda: running.id in procs.executions(settings.redis, settings.namespace),
-        90,
-        "the long task to start",
-    )
+    procs.wait_started(settings, running.id)
     assert running.cancel() is CancelOutcome.REQUESTED
     # (a `started` status the worker flushes late may overwrite `cancel_requested`)
     assert running.status() in (Status.CANCEL_REQUESTED, Status.STARTED, Status.CANCELLED)
@@ -149,11 +142,7 @@ def test_a_cancel_requested_while_running_stops_its_retries(
     recorded cancelled, not run (the begin script reads the cancel flag)."""
     workers.start("w0", concurrency=2)
     h = client.submit("fails_late", kwargs={"seconds": 2})
-    procs.wait_until(
-        lambda: h.id in procs.executions(settings.redis, settings.namespace),
-        90,
-        "the task to start",
-    )
+    procs.wait_started(settings, h.id)
     assert h.cancel() is CancelOutcome.REQUESTED
     with pytest.raises(TaskCancelled, match="earlier run"):
         h.result(timeout=60)

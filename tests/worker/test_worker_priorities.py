@@ -27,9 +27,7 @@ BACKLOG = 600  # normal tasks of 20 ms on 2 handler threads: about 6 s of work
 
 @pytest.fixture
 def settings(broker: str, redis_url: str, unique_name: str) -> AppSettings:
-    s = AppSettings(namespace=unique_name, bootstrap=broker, redis=redis_url, partitions=2)
-    ensure_topics(s)
-    return s
+    return procs.namespace(broker, redis_url, unique_name, 2)
 
 
 @pytest.fixture
