@@ -103,7 +103,6 @@ class TaskProducer:
         partitions = self.partition_count()
         spread = self._spread
         deadline = time.monotonic() + self.submit_timeout
-        topic = self.topics.tasks
         by_level = self._level_topics
         failures: list[_Failure] = []
 
@@ -119,10 +118,7 @@ class TaskProducer:
         handle = handles.append
         for task_id, name, data, key, keyed, level in prepared:
             part = next(spread) % partitions if keyed is None else keyed
-            if level:
-                topic = by_level[level]
-            elif topic is not self.topics.tasks:
-                topic = self.topics.tasks
+            topic = by_level[level]
             try:
                 produce(topic, data, key, part, on_delivery=on_error)
             except BufferError:  # local queue full: serve deliveries until there is room
