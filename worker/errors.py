@@ -78,6 +78,17 @@ class TaskCancelled(TaskError):
         super().__init__(task_id, CANCELLED_TYPE, message)
 
 
+class TaskClaimLost(WorkerError):
+    """Raised by `ctx.checkpoint()` when the worker was paused or cut off from Redis past its
+    alive TTL (the session timeout): another worker may be running the task now, so this run
+    stops without an outcome of its own."""
+
+    def __init__(self, task_id: str, message: str) -> None:
+        self.task_id = task_id
+        self.message = message
+        super().__init__(f"task {task_id}: {message}")
+
+
 class ResultTimeout(WorkerError, TimeoutError):
     """No result arrived for a task within the caller's timeout."""
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import msgpack
 
 from ringleader.worker.envelope import Envelope
-from ringleader.worker.errors import TaskCancelled, TaskTimeout
+from ringleader.worker.errors import TaskCancelled, TaskClaimLost, TaskTimeout
 from ringleader.worker.tasks import TaskContext, TaskRegistry
 
 T = TypeVar("T")
@@ -70,7 +70,15 @@ class Unschedulable:
     error: str
 
 
-Outcome = Succeeded | Retry | DeadLetter | Unschedulable | Cancelled
+@dataclass(frozen=True, slots=True)
+class ClaimLost:
+    """The task stopped at a `ctx.checkpoint()` because this worker was paused or cut off
+    past its alive TTL: nothing is recorded for this run; the worker that took over runs it."""
+
+    reason: str
+
+
+Outcome = Succeeded | Retry | DeadLetter | Unschedulable | Cancelled | ClaimLost
 
 
 def execute(
@@ -80,14 +88,15 @@ def execute(
     *,
     worker_id: str | None = None,
     cancel_check: Callable[[], bool] | None = None,
+    claim_check: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """Run one attempt of `env` (its `attempt` field says which); `cancel_check` backs the
-    context's `cancelled` and `checkpoint()`."""
+    """Run one attempt of `env` (its `attempt` field says which); `cancel_check` and
+    `claim_check` back the context's `cancelled`, `claim_held` and `checkpoint()`."""
     task = registry.get(env.name)
     if task is None:
         return DeadLetter(reason=f"unknown task name {env.name!r}")
     # Only bound tasks see a context; building its logger costs more than a no-op task.
-    ctx = TaskContext.for_envelope(env, worker_id, cancel_check) if task.bind else None
+    ctx = TaskContext.for_envelope(env, worker_id, cancel_check, claim_check) if task.bind else None
     try:
         if task.timeout is None:
             result = task.run(ctx, env.args, env.kwargs)
@@ -95,6 +104,10 @@ def execute(
             result = call_with_timeout(
                 lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
             )
+    except TaskClaimLost as exc:
+        if exc.task_id == env.id:
+            return ClaimLost(exc.message)
+        return _failure(env, exc, task.retry.next_delay, rng)
     except TaskCancelled as exc:
         if exc.task_id == env.id:  # not a child's TaskCancelled that a parent let through
             return Cancelled(exc.message)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -175,6 +176,7 @@ class TaskLedger:
         self.crash_limit = crash_limit
         self._ttl_ms = max(1, round(ttl * 1000))
         self._begin = client.register_script(_BEGIN_LUA)
+        self._alive_until = float("inf")  # monotonic; no beat yet, no run yet
 
     # ---- keys (the write script in worker.results uses the same) ----------------------
 
@@ -240,7 +242,15 @@ class TaskLedger:
 
     def beat(self, ttl: float) -> None:
         """This incarnation is alive for `ttl` more seconds."""
+        sent = time.monotonic()  # the key may lapse `ttl` after the request left, not later
         self._r.set(self.alive_key, self.worker_id, px=max(1, round(ttl * 1000)))
+        self._alive_until = sent + ttl
+
+    def alive_held(self) -> bool:
+        """Whether this process's alive key surely still stands: while it does, no other
+        worker runs a task this process started (their begin waits). False once a beat is
+        overdue: paused (SIGSTOP) or cut off from Redis past the TTL."""
+        return time.monotonic() < self._alive_until
 
     def retire(self) -> None:
         """A clean stop: every run has ended; nothing of this process can crash any more.

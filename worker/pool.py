@@ -194,6 +194,11 @@ class Flusher:
         with self._cond:
             self._running[task_id] = self._clock()
 
+    def abandoned(self, task_id: str) -> None:
+        """A run stopped with no outcome of its own (its claim lapsed): nothing is written."""
+        with self._cond:
+            self._running.pop(task_id, None)
+
     def status(self, task_id: str, status: Status) -> None:
         """A non-terminal status, written with the next batch (never waits)."""
         with self._cond:

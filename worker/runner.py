@@ -2,9 +2,8 @@
 
 A task starts only with a slot of the record window and a claim in the partition book (its
 partition still held in the epoch it was fetched under, and the member's session lease still
-valid). Its outcome decides the rest: a success or a dead letter goes to the flusher, whose
-record marks the offset done; a retry goes to the backoff queue; a task whose downstream is
-unavailable is parked in the unschedulable queue.
+valid). Its outcome decides the rest: a success, retry or dead letter goes to the flusher,
+whose record marks the offset done; a task whose downstream is unavailable is parked.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from ringleader.worker.envelope import DeadLetterRecord, EventKind
 from ringleader.worker.errors import CANCELLED_TYPE
 from ringleader.worker.execute import (
     Cancelled,
+    ClaimLost,
     DeadLetter,
     Retry,
     Succeeded,
@@ -211,9 +211,17 @@ class TaskRunner:
             self._rng(),
             worker_id=self._worker_id,
             cancel_check=functools.partial(self._ledger.cancel_requested, env.id),
+            claim_check=self._ledger.alive_held,
         )
         self.executed += 1
         now = self._clock()
+        if isinstance(outcome, ClaimLost):
+            # Paused or cut off past the alive TTL: another worker runs it; record nothing here.
+            log.warning("task %s stopped at a checkpoint: %s", env.id, outcome.reason)
+            flusher.abandoned(env.id)
+            self._release(task)
+            self._queue.push_backoff(task, now + LEASE_RECHECK)
+            return False
         if isinstance(outcome, Cancelled):
             self._events.emit(env, EventKind.CANCELLED, now, error=outcome.reason)
             cancelled = CompletionWrite(

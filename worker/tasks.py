@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ringleader.worker.envelope import Envelope
-from ringleader.worker.errors import ConfigError, TaskCancelled
+from ringleader.worker.errors import ConfigError, TaskCancelled, TaskClaimLost
 from ringleader.worker.retry import RetryPolicy
 
 
@@ -23,6 +23,9 @@ class TaskContext:
     logger: logging.LoggerAdapter[logging.Logger]
     # Asks Redis whether a cancel was requested (`worker.cancel`); never, outside a worker.
     cancel_check: Callable[[], bool] = field(default=lambda: False, repr=False)
+    # Whether this process's claim on its runs stands (its alive key is fresh: a local clock
+    # read, no I/O); always, outside a worker.
+    claim_check: Callable[[], bool] = field(default=lambda: True, repr=False)
 
     @classmethod
     def for_envelope(
@@ -30,13 +33,24 @@ class TaskContext:
         env: Envelope,
         worker_id: str | None = None,
         cancel_check: Callable[[], bool] | None = None,
+        claim_check: Callable[[], bool] | None = None,
     ) -> TaskContext:
         base = logging.getLogger(f"ringleader.task.{env.name}")
         extra = {"task_id": env.id, "attempt": env.attempt, "worker_id": worker_id}
         log = _TaskLogger(base, extra)
-        if cancel_check is None:
-            return cls(env.id, env.name, env.attempt, env.idempotency_key, log)
-        return cls(env.id, env.name, env.attempt, env.idempotency_key, log, cancel_check)
+        ctx = cls(env.id, env.name, env.attempt, env.idempotency_key, log)
+        if cancel_check is not None:
+            object.__setattr__(ctx, "cancel_check", cancel_check)
+        if claim_check is not None:
+            object.__setattr__(ctx, "claim_check", claim_check)
+        return ctx
+
+    @property
+    def claim_held(self) -> bool:
+        """Whether this run is still this worker's. False once the worker was paused or cut
+        off from Redis past its session timeout: another worker may be running the task by
+        now. A graceful stop or a rebalance does not take it away (they wait for the run)."""
+        return self.claim_check()
 
     @property
     def cancelled(self) -> bool:
@@ -44,8 +58,12 @@ class TaskContext:
         return self.cancel_check()
 
     def checkpoint(self) -> None:
-        """Raise `TaskCancelled` if a cancel was requested: the run then ends as cancelled
-        (no retry, no dead letter). Call it where stopping is safe."""
+        """Call it where stopping is safe. Raises `TaskClaimLost` when the run is no longer
+        this worker's (`claim_held`; the run ends with no outcome: the worker that took the
+        task over runs it, so two runs never work side by side), and `TaskCancelled` if a cancel was
+        requested (the run ends as cancelled: no retry, no dead letter)."""
+        if not self.claim_check():
+            raise TaskClaimLost(self.task_id, "this worker was paused or cut off past its TTL")
         if self.cancel_check():
             raise TaskCancelled(self.task_id, "cancelled while running")
 

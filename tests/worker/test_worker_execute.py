@@ -13,6 +13,8 @@ from ringleader.worker.app import App
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.errors import TaskTimeout
 from ringleader.worker.execute import (
+    Cancelled,
+    ClaimLost,
     DeadLetter,
     Retry,
     Succeeded,
@@ -177,3 +179,34 @@ def test_timed_out_python_code_is_interrupted() -> None:
     with pytest.raises(TaskTimeout, match=r"exceeded its timeout of 0\.1s"):
         call_with_timeout(spin, 0.1, "spin")
     assert stopped.wait(5), "timed-out task kept running"
+
+
+def test_a_checkpoint_after_the_claim_lapsed_ends_the_run_with_no_outcome_of_its_own() -> None:
+    a = App(environ={})
+    steps: list[int] = []
+
+    @a.task(name="steps", bind=True, retries=3)
+    def run_steps(c: TaskContext) -> None:
+        for i in range(3):
+            c.checkpoint()
+            steps.append(i)
+
+    held = iter([True, False])
+    out = execute(env("steps"), a.registry, random.Random(0), claim_check=lambda: next(held, False))
+    assert isinstance(out, ClaimLost)  # neither a retry nor a dead letter
+    assert steps == [0]
+
+
+def test_a_lapsed_claim_wins_over_a_cancel_and_a_held_one_lets_the_cancel_through() -> None:
+    a = App(environ={})
+
+    @a.task(name="wait", bind=True)
+    def wait(c: TaskContext) -> None:
+        c.checkpoint()
+
+    lost = execute(env("wait"), a.registry, random.Random(0), cancel_check=lambda: True,
+                   claim_check=lambda: False)  # fmt: skip
+    assert isinstance(lost, ClaimLost)
+    cancelled = execute(env("wait"), a.registry, random.Random(0), cancel_check=lambda: True,
+                        claim_check=lambda: True)  # fmt: skip
+    assert isinstance(cancelled, Cancelled)

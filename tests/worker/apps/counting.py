@@ -127,3 +127,19 @@ def fails_late(ctx: TaskContext, seconds: float) -> None:
     _record(ctx)
     time.sleep(seconds)
     raise RuntimeError(f"attempt {ctx.attempt} fails late on purpose")
+
+
+def steps_key(ns: str) -> str:
+    return f"{ns}:steps"
+
+
+@app.task(name="steps", bind=True, retries=0)
+def steps(ctx: TaskContext, n: int, seconds: float) -> int:
+    """`n` steps of `seconds`, each after a checkpoint, each recorded in `<ns>:steps` as
+    "task_id pid step wall_time": a run that stops at a checkpoint records no more steps."""
+    _record(ctx)
+    for i in range(n):
+        ctx.checkpoint()
+        _r.rpush(steps_key(NS), f"{ctx.task_id} {PID} {i} {time.time():.6f}")
+        time.sleep(seconds)
+    return n
