@@ -12,6 +12,14 @@ from ringleader.worker.errors import ConfigError, TaskCancelled, TaskClaimLost
 from ringleader.worker.retry import RetryPolicy
 
 
+def _never() -> bool:
+    return False
+
+
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class TaskContext:
     """First argument of a task registered with `bind=True`."""
@@ -22,10 +30,10 @@ class TaskContext:
     idempotency_key: str | None
     logger: logging.LoggerAdapter[logging.Logger]
     # Asks Redis whether a cancel was requested (`worker.cancel`); never, outside a worker.
-    cancel_check: Callable[[], bool] = field(default=lambda: False, repr=False)
+    cancel_check: Callable[[], bool] = field(default=_never, repr=False)
     # Whether this process's claim on its runs stands (its alive key is fresh: a local clock
     # read, no I/O); always, outside a worker.
-    claim_check: Callable[[], bool] = field(default=lambda: True, repr=False)
+    claim_check: Callable[[], bool] = field(default=_always, repr=False)
 
     @classmethod
     def for_envelope(
@@ -38,12 +46,10 @@ class TaskContext:
         base = logging.getLogger(f"ringleader.task.{env.name}")
         extra = {"task_id": env.id, "attempt": env.attempt, "worker_id": worker_id}
         log = _TaskLogger(base, extra)
-        ctx = cls(env.id, env.name, env.attempt, env.idempotency_key, log)
-        if cancel_check is not None:
-            object.__setattr__(ctx, "cancel_check", cancel_check)
-        if claim_check is not None:
-            object.__setattr__(ctx, "claim_check", claim_check)
-        return ctx
+        return cls(
+            env.id, env.name, env.attempt, env.idempotency_key, log,
+            cancel_check or _never, claim_check or _always,
+        )  # fmt: skip
 
     @property
     def claim_held(self) -> bool:
