@@ -12,6 +12,8 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 # `local up --secure` makes its certificates with openssl.
 command -v openssl >/dev/null || need_apt+=(openssl)
+# CI parses compose/docker-compose.yml with it (`config -q` needs no Docker engine).
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   sudo_=""
