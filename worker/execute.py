@@ -104,14 +104,10 @@ def execute(
             result = call_with_timeout(
                 lambda: task.run(ctx, env.args, env.kwargs), task.timeout, task.name
             )
-    except TaskClaimLost as exc:
-        if exc.task_id == env.id:
-            return ClaimLost(exc.message)
-        return _failure(env, exc, task.retry.next_delay, rng)
-    except TaskCancelled as exc:
-        if exc.task_id == env.id:  # not a child's TaskCancelled that a parent let through
-            return Cancelled(exc.message)
-        return _failure(env, exc, task.retry.next_delay, rng)
+    except (TaskClaimLost, TaskCancelled) as exc:
+        if exc.task_id != env.id:  # a child's, that a parent let through: its own failure
+            return _failure(env, exc, task.retry.next_delay, rng)
+        return ClaimLost(exc.message) if isinstance(exc, TaskClaimLost) else Cancelled(exc.message)
     except Exception as exc:  # noqa: BLE001 - a task's failure is data here, never a crash
         return _failure(env, exc, task.retry.next_delay, rng)
     try:

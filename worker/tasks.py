@@ -65,9 +65,9 @@ class TaskContext:
 
     def checkpoint(self) -> None:
         """Call it where stopping is safe. Raises `TaskClaimLost` when the run is no longer
-        this worker's (`claim_held`; the run ends with no outcome: the worker that took the
-        task over runs it, so two runs never work side by side), and `TaskCancelled` if a cancel was
-        requested (the run ends as cancelled: no retry, no dead letter)."""
+        this worker's (`claim_held`): it ends with no outcome, and the worker that took the
+        task over runs it, so two runs never work side by side. Raises `TaskCancelled` if a
+        cancel was requested: the run ends as cancelled (no retry, no dead letter)."""
         if not self.claim_check():
             raise TaskClaimLost(self.task_id, "this worker was paused or cut off past its TTL")
         if self.cancel_check():
