@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from ringleader.chaos.stub import FlakyHTTP, http_get, serving
 from ringleader.registry.backend import RegistryBackend
 from ringleader.registry.breakers import (
     Breaker,
@@ -32,7 +33,6 @@ from ringleader.registry.downstream import (
 )
 from ringleader.registry.errors import NoInstances, ServiceUnavailable
 from ringleader.registry.model import Instance, Status
-from tests.httpstub import FlakyHTTP, http_get, serving
 
 # -- the breaker alone ---------------------------------------------------------------------
 

@@ -13,13 +13,13 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
+from ringleader.chaos.stub import FlakyHTTP, serving
 from ringleader.client import Client, TaskSpec
 from ringleader.registry import Instance, RegistryBackend
 from ringleader.status import gather
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import Status
 from ringleader.worker.settings import AppSettings
-from tests.httpstub import FlakyHTTP, serving
 from tests.worker import procs
 
 pytestmark = [pytest.mark.broker, pytest.mark.redis, pytest.mark.slow]

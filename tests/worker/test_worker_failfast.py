@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from ringleader.chaos.proxy import TcpProxy
 from ringleader.client import Client, TaskSpec
 from ringleader.groupview import last_committed, worker_id_from_member
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.settings import AppSettings
 from tests.registry.registry_testkit import free_port
-from tests.tcpproxy import TcpProxy
 from tests.worker import procs
 
 RINGLEADER = str(Path(sys.executable).with_name("ringleader"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from ringleader.chaos.proxy import TcpProxy
 from ringleader.worker.health import Decision, RedisHealth, RedisProbe
-from tests.tcpproxy import TcpProxy
 
 
 def test_leaves_only_after_the_grace_and_once() -> None:

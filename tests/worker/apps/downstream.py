@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
+from ringleader.chaos.stub import http_get
 from ringleader.registry import Backoff, BreakerSettings, RetryPolicy
 from ringleader.worker.app import App
-from tests.httpstub import http_get
 
 app = App()
 fast = BreakerSettings(fail_max=3, reset_timeout=1.0)

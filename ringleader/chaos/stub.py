@@ -1,5 +1,6 @@
-"""A real local HTTP downstream for tests: answers 200 "ok", or 503 "down" while `failing`;
-`/slow` takes 0.5 s. `http_get(path)` is the downstream call tasks make to it."""
+"""A real local HTTP downstream (tests and the chaos runner): answers 200 "ok", or 503
+"down" while `failing`; `/slow` takes 0.5 s. `http_get(path)` is the downstream call tasks
+make to it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""A loopback TCP forwarder a test can cut and restore: fault injection between a process and
-a real server (e.g. one worker's Redis), leaving the server and every other client alone.
+"""A loopback TCP forwarder a test or the chaos runner can cut and restore: fault injection
+between a process and a real server (e.g. one worker's Redis, or its brokers), leaving the
+server and every other client alone.
 
 `cut()` resets every forwarded connection and refuses new ones (accepted, then closed at
 once, as a dead network path looks to a client that reconnects); `restore()` forwards again.
