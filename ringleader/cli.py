@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ringleader import commands, demo
+from ringleader.chaos import cli as chaos_cli
 from ringleader.local import cli as local_cli
 from ringleader.registry import cli as registry_cli
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     local_cli.add_parser(sub)
     demo.add_parser(sub)
+    chaos_cli.add_parser(sub)
     registry_cli.add_parser(sub)
     commands.add_parsers(sub)
     return parser

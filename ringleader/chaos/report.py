@@ -48,6 +48,7 @@ class Report:
     generation_s: float | None
     ok: bool
     broken: tuple[str, ...] = ()
+    refused: int = 0  # submissions the broker did not acknowledge (not accepted, not owed)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -80,11 +81,13 @@ def judge(
     generation_at: float | None,
     first_completion_at: float | None,
     expect: Expect,
+    extra: Sequence[str] = (),
 ) -> Report:
     """The report row of a scenario and the invariants it broke, by name.
 
     `completion_records`: task id -> completion records seen for it (events of the workers'
-    event topic: more than one means Invariant 4 broke)."""
+    event topic: more than one means Invariant 4 broke). `extra`: what the scenario's own
+    checks found broken, already phrased."""
     done = set(completed)
     lost = sum(1 for t in accepted if t not in done)
     starts = Counter(r.task_id for r in runs)
@@ -105,6 +108,7 @@ def judge(
     if expect.failover_bound is not None and (failover is None or failover > expect.failover_bound):
         seen = "no completion" if failover is None else f"{failover:.2f}s"
         broken.append(f"failover_s: {seen}, over the bound of {expect.failover_bound:.1f}s")
+    broken += extra
     return Report(
         scenario, len(accepted), lost, dup_exec, dup_records, overlaps, failover, generation,
         not broken, tuple(broken),

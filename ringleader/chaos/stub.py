@@ -20,8 +20,8 @@ class FlakyHTTP(ThreadingHTTPServer):
     request_queue_size = 64
     daemon_threads = True
 
-    def __init__(self, failing: bool = False) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, failing: bool = False, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), _Handler)
         self.failing = failing
         self.hits = 0
         self.failed_hits = 0
@@ -54,9 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serving(failing: bool = False) -> Iterator[FlakyHTTP]:
-    """Serve on a free loopback port in a thread; shut down on exit."""
-    srv = FlakyHTTP(failing)
+def serving(failing: bool = False, host: str = "127.0.0.1") -> Iterator[FlakyHTTP]:
+    """Serve on a free port of `host` (loopback unless told) in a thread; shut down on exit."""
+    srv = FlakyHTTP(failing, host)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:

@@ -38,12 +38,17 @@ def redis_binary(valkey: bool) -> str:
     return found
 
 
-def start_redis(d: Path, valkey: bool, port: int | None = None) -> tuple[int, int]:
-    """Start Redis (or Valkey) without persistence; `port` lets a restart keep its address."""
+def start_redis(
+    d: Path, valkey: bool, port: int | None = None, *, persist: bool = False
+) -> tuple[int, int]:
+    """Start Redis (or Valkey); `port` lets a restart keep its address. Without `persist`
+    nothing is kept; with it every write is fsynced to an append-only file in `d` before the
+    reply (a SIGKILL then loses nothing acknowledged, as the chaos suite's restart needs)."""
     port = port or free_port()
     d.mkdir(parents=True, exist_ok=True)
+    aof = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
     argv = [redis_binary(valkey), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(d), "--protected-mode", "no"]  # fmt: skip
+            *aof, "--dir", str(d), "--protected-mode", "no"]  # fmt: skip
     name = "valkey" if valkey else "redis"
     return spawn(argv, d / f"{name}.log", cwd=d), port
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ringleader.local import kafka, servers
@@ -37,35 +37,34 @@ def up(
     valkey: bool = False,
     secure: bool = False,
     timeout: float = 90.0,
+    kafka_overrides: Callable[[kafka.KafkaNode], Mapping[str, str]] | None = None,
+    redis_persist: bool = False,
 ) -> Stack:
     """Start the asked services; on any failure stop what this call started and raise.
 
     `secure`: Kafka with TLS and SASL listeners, Redis with TLS and ACL users (see
-    `ringleader.local.secure`); Tansu and Valkey have no secured variant here."""
-    if kafka_nodes and tansu:
-        raise ValueError("choose one broker: Apache Kafka or Tansu")
-    if redis and valkey:
-        raise ValueError("choose one of Redis and Valkey")
-    if secure and (tansu or valkey):
-        raise ValueError("--secure starts Apache Kafka and Redis only, not Tansu or Valkey")
+    `ringleader.local.secure`); Tansu and Valkey have no secured variant here.
+    `kafka_overrides`: server properties per node (the chaos suite's extra listener);
+    `redis_persist`: Redis fsyncs every write (see `servers.start_redis`)."""
+    _check_choice(kafka_nodes, tansu, redis, valkey, secure, kafka_overrides is not None)
     d = d.resolve()
     d.mkdir(parents=True, exist_ok=True)
     existing = load(d)
     if existing is not None and any(alive(s.pid) for s in existing.services):
         raise ServiceStartError(f"{d} already runs a stack; run `ringleader local down --dir {d}`")
     (d / secured.SECRETS).unlink(missing_ok=True)  # an earlier stack's, stopped
-    stack = Stack(dir=str(d), secure=secure)
+    stack = Stack(dir=str(d), secure=secure, redis_persist=redis_persist)
     t0 = time.monotonic()
     sec = secured.prepare(d) if secure else None
     if sec is not None:
         stack.started_in["tls_s"] = round(time.monotonic() - t0, 2)
     try:
         if kafka_nodes:
-            _up_kafka(stack, d, kafka_nodes, timeout, sec)
+            _up_kafka(stack, d, kafka_nodes, timeout, sec=sec, overrides=kafka_overrides)
         if tansu:
             _up_tansu(stack, d, timeout)
         if redis or valkey:
-            _up_redis(stack, d, valkey, timeout, sec)
+            _up_redis(stack, d, valkey, timeout, sec=sec, persist=redis_persist)
     except ServiceStartError as e:
         _stop_all(stack)
         if sec is None:
@@ -78,8 +77,27 @@ def up(
     return stack
 
 
+def _check_choice(  # noqa: PLR0917 - the flags of `up`, passed on as they are
+    kafka_nodes: int, tansu: bool, redis: bool, valkey: bool, secure: bool, overrides: bool
+) -> None:
+    if kafka_nodes and tansu:
+        raise ValueError("choose one broker: Apache Kafka or Tansu")
+    if redis and valkey:
+        raise ValueError("choose one of Redis and Valkey")
+    if secure and (tansu or valkey):
+        raise ValueError("--secure starts Apache Kafka and Redis only, not Tansu or Valkey")
+    if secure and overrides:
+        raise ValueError("a secured Kafka's listeners are its own: no kafka_overrides")
+
+
 def _up_kafka(
-    stack: Stack, d: Path, count: int, timeout: float, sec: secured.Setup | None = None
+    stack: Stack,
+    d: Path,
+    count: int,
+    timeout: float,
+    *,
+    sec: secured.Setup | None = None,
+    overrides: Callable[[kafka.KafkaNode], Mapping[str, str]] | None = None,
 ) -> None:
     t0 = time.monotonic()
     libs = kafka.fetch_jars()
@@ -87,7 +105,7 @@ def _up_kafka(
     t0 = time.monotonic()
     nodes = kafka.plan_nodes(d, count)
     if sec is None:
-        kafka.format_cluster(nodes, libs)
+        kafka.format_cluster(nodes, libs, overrides)
     else:
         sec.plan_kafka(nodes)
         kafka.format_cluster(nodes, libs, sec.kafka_overrides, sec.kafka_format_args())
@@ -148,13 +166,19 @@ def _up_tansu(stack: Stack, d: Path, timeout: float) -> None:
 
 
 def _up_redis(
-    stack: Stack, d: Path, valkey: bool, timeout: float, sec: secured.Setup | None = None
+    stack: Stack,
+    d: Path,
+    valkey: bool,
+    timeout: float,
+    *,
+    sec: secured.Setup | None = None,
+    persist: bool = False,
 ) -> None:
     t0 = time.monotonic()
     kind = "valkey" if valkey else "redis"
     sub = d / kind
     if sec is None:
-        pid, port = servers.start_redis(sub, valkey)
+        pid, port = servers.start_redis(sub, valkey, persist=persist)
     else:
         t = sec.tls
         pid, port = servers.start_redis_tls(
@@ -164,18 +188,19 @@ def _up_redis(
     stack.services.append(Service(kind, kind, pid, port, str(logf)))
     stack.save()
     if sec is None:
-        wait_ready(kind, pid, logf, lambda: _redis_pings(f"redis://127.0.0.1:{port}"), timeout)
+        wait_ready(kind, pid, logf, lambda: redis_pings(f"redis://127.0.0.1:{port}"), timeout)
         stack.redis = f"redis://127.0.0.1:{port}/0"
     else:
         # Ready when the ringleader user can log in over TLS (ACL loaded, certificate good).
         url = sec.redis_url(port)
-        wait_ready(kind, pid, logf, lambda: _redis_pings(url), timeout)
+        wait_ready(kind, pid, logf, lambda: redis_pings(url), timeout)
         stack.redis = sec.redis_url(port, password="***")
         sec.record(redis=url, redis_admin=sec.redis_url(port, admin=True))
     stack.started_in[f"{kind}_s"] = round(time.monotonic() - t0, 2)
 
 
-def _redis_pings(url: str) -> bool:
+def redis_pings(url: str) -> bool:
+    """Whether the Redis at `url` answers PING now (a LOADING one does not yet)."""
     import redis
 
     try:
@@ -258,6 +283,23 @@ def restart_kafka_node(stack: Stack, node_id: int, timeout: float = 60.0) -> Ser
         lambda: _brokers_registered(stack.bootstrap or "", len(stack.nodes), config),
         timeout,
     )
+    return svc
+
+
+def restart_redis(stack: Stack, timeout: float = 30.0) -> Service:
+    """Start a stopped Redis of the stack again on its port and directory (chaos tests)."""
+    svc = next(s for s in stack.services if s.kind in ("redis", "valkey"))
+    if alive(svc.pid):
+        raise ServiceStartError(f"{svc.name} is still running (pid {svc.pid})")
+    if stack.secure:
+        raise ServiceStartError("restarting a secured Redis is not supported")
+    sub = Path(stack.dir) / svc.kind
+    svc.pid, _ = servers.start_redis(
+        sub, svc.kind == "valkey", svc.port, persist=stack.redis_persist
+    )
+    stack.save()
+    url = f"redis://127.0.0.1:{svc.port}"
+    wait_ready(svc.name, svc.pid, Path(svc.log), lambda: redis_pings(url), timeout)
     return svc
 
 

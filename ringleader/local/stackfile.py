@@ -40,6 +40,7 @@ class Stack:
     # TLS and SASL/ACL users (`local up --secure`); `redis` then shows *** for the password,
     # and what clients need is in secrets.json (`secure.connection(dir)`).
     secure: bool = False
+    redis_persist: bool = False  # its Redis fsyncs every write: a restart keeps the data
 
     @property
     def nodes(self) -> list[Service]:
