@@ -26,6 +26,7 @@ import redis
 from ringleader.chaos.ledger import DIE_BEFORE_COMMIT, DONE, SERVICE, flag_key, steps_key, torn_key
 from ringleader.chaos.stub import http_get
 from ringleader.coordinator.assignment import Assignment, AssignmentLog, AssignmentPointer
+from ringleader.coordinator.twophase import digest
 from ringleader.registry import Backoff, BreakerSettings, RetryPolicy
 from ringleader.worker.app import App
 from ringleader.worker.records import CompletionWrite, RetryWrite, RunOf
@@ -70,8 +71,10 @@ _publish = AssignmentLog.publish_assignment
 
 def _publish_or_die(self: AssignmentLog, a: Assignment, timeout: float) -> AssignmentPointer:
     if _ledger.getdel(flag_key(_ns, DIE_BEFORE_COMMIT)) is not None:
+        parts = a.encode_parts()
         self.publish_parts_only(a, timeout)
-        _ledger.rpush(torn_key(_ns), str(a.generation))
+        # Named by generation and digest: a broker may hand out the generation number again.
+        _ledger.rpush(torn_key(_ns), f"{a.generation} {digest(parts).hex()}")
         os.kill(_PID, signal.SIGKILL)
     return _publish(self, a, timeout)
 

@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--backend", choices=("local", "compose"), default="local")
     r.add_argument("--json", action="store_true", help="one JSON object per scenario")
     r.add_argument("--dir", type=Path, default=None, help="local: keep stacks and logs here")
+    r.add_argument(
+        "--broker", choices=("kafka", "tansu"), default="kafka",
+        help="local: Apache Kafka (every scenario) or Tansu (those that apply to it)",
+    )  # fmt: skip
     r.add_argument("--rate", type=float, default=Plan().rate, help="tasks submitted per second")
     r.add_argument(
         "--drain-timeout", type=float, default=Plan().drain_timeout,
@@ -67,6 +71,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.json:
             print(_row(COLUMNS))
         for s in chosen:
+            if args.backend == "local" and args.broker == "tansu" and not s.tansu:
+                _note(f"{s.name}: skipped on Tansu (needs Apache Kafka)", args.json)
+                continue
             try:
                 rep = run(s, backend, plan, env)
             except (ScenarioError, BackendError) as e:
@@ -86,9 +93,14 @@ def _backend(args: argparse.Namespace, stack: ExitStack) -> Backend:
     from ringleader.chaos.backends.local import LocalBackend
 
     root = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rl-chaos-")))
-    local = LocalBackend(root)
+    local = LocalBackend(root, broker=args.broker)
     stack.callback(local.close)
     return local
+
+
+def _note(text: str, as_json: bool) -> None:
+    # Keep stdout one JSON object per line under --json.
+    print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
 def _failed(name: str, why: str) -> Report:

@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from ringleader.client import Client
 from ringleader.coordinator.assignment import KIND as ASSIGN_KIND
 from ringleader.coordinator.assignment import Assignment
-from ringleader.coordinator.twophase import Applied, Inconsistent, TxAssembler
+from ringleader.coordinator.twophase import Applied, Inconsistent, TxAssembler, digest
 from ringleader.errors import RingleaderError
 from ringleader.groupview import worker_id_from_member
 from ringleader.worker.envelope import EventKind, decode_event
@@ -45,6 +45,7 @@ log = logging.getLogger("ringleader.chaos")
 class Committed:
     assignment: Assignment
     at: float  # the commit record's timestamp, wall-clock seconds
+    digest: bytes  # of its parts (the 2PC digest): names the content, not just the number
 
 
 def worker_of(a: Assignment, member_id: str) -> str:
@@ -107,7 +108,7 @@ class GenerationWatcher:
                     continue
                 at = msg.timestamp()[1] / 1000.0
                 with self._lock:
-                    self._committed.append(Committed(a, at))
+                    self._committed.append(Committed(a, at, digest(outcome.parts)))
 
     @property
     def committed(self) -> list[Committed]:

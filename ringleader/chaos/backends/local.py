@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +47,17 @@ class LocalBackend:
     name = "local"
     bind_host = "127.0.0.1"
 
-    def __init__(self, root: Path, *, concurrency: int = 4, session_ms: int = SESSION_MS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        broker: str = "kafka",
+        concurrency: int = 4,
+        session_ms: int = SESSION_MS,
+    ) -> None:
+        if broker not in ("kafka", "tansu"):
+            raise BackendError(f"broker must be kafka or tansu, not {broker!r}")
+        self.broker = broker
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.concurrency = concurrency
@@ -61,21 +71,37 @@ class LocalBackend:
         try:
             wait_ready("ledger redis", self._ledger_pid, self.root / "ledger" / "redis.log",
                        lambda: services.redis_pings(self._ledger_url), 30)  # fmt: skip
-        except ServiceStartError:
+        except ServiceStartError as e:
             stop(self._ledger_pid)
-            raise
+            raise BackendError(f"the bookkeeping Redis did not start: {e}") from e
 
     # ---- services ----------------------------------------------------------------------
 
     def use(self, nodes: int) -> None:
+        if self.broker == "tansu":
+            if nodes > 1:
+                raise BackendError("Tansu runs as one broker here")
+            if self._stack is None:
+                self._up(self.root / "tansu", tansu=True)
+            return
         if self._stack is not None and len(self._stack.nodes) == nodes:
             return
         self._down()
-        d = self.root / f"kafka-{nodes}"
+        self._up(self.root / f"kafka-{nodes}", kafka_nodes=nodes,
+                 kafka_overrides=self._chaos_listener)  # fmt: skip
+
+    def _up(
+        self,
+        d: Path,
+        *,
+        kafka_nodes: int = 0,
+        tansu: bool = False,
+        kafka_overrides: Callable[[KafkaNode], Mapping[str, str]] | None = None,
+    ) -> None:
         try:
             self._stack = services.up(
-                d, kafka_nodes=nodes, redis=True, redis_persist=True,
-                kafka_overrides=self._chaos_listener,
+                d, kafka_nodes=kafka_nodes, tansu=tansu, redis=True, redis_persist=True,
+                kafka_overrides=kafka_overrides,
             )  # fmt: skip
         except ServiceStartError as e:
             self._close_proxies()
@@ -113,6 +139,8 @@ class LocalBackend:
         return self._ledger_url
 
     def kill_broker(self, node_id: int) -> None:
+        if self.broker == "tansu":
+            raise BackendError("Tansu keeps its log in memory here: a restart would lose it")
         services.stop_service(self.stack, f"kafka-{node_id}")
 
     def start_broker(self, node_id: int) -> None:
@@ -180,6 +208,8 @@ class LocalBackend:
             return ""
 
     def cut(self, worker_id: str) -> None:
+        if not self._proxies:
+            raise BackendError("no proxied listener to cut (Tansu advertises one address)")
         if not self._worker(worker_id).cuttable:
             raise BackendError(f"{worker_id} was not started cuttable")
         for p in self._proxies.values():
