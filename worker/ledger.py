@@ -89,6 +89,7 @@ class Begin:
     verdict: Verdict
     attempt: int = 0  # the durable attempt number (RUN)
     crashes: tuple[Crash, ...] = ()
+    epoch: int = 0  # this process's claim epoch when the begin was sent (`claim_held`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,7 @@ class TaskLedger:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._begin = client.register_script(_BEGIN_LUA)
         self._alive_until = float("inf")  # monotonic; no beat yet, no run yet
+        self._epoch = 0  # beats that came after a lapse: each ends older runs' claims
 
     # ---- keys (the write script in worker.results uses the same) ----------------------
 
@@ -203,6 +205,7 @@ class TaskLedger:
 
     def begin_many(self, requests: Sequence[BeginRequest], now: float) -> list[Begin]:
         """`begin` for several tasks in one round trip."""
+        epoch = self._epoch  # before the request: a lapse while it is out voids its runs
         keys = [self.running_key]
         args: list[str | int] = [
             f"{self._prefix}:alive:",
@@ -226,7 +229,7 @@ class TaskLedger:
                 int(reply[i + 2]),
             )
             crashes = tuple(_crash(_text(v)) for v in reply[i + 3 : i + 3 + count])
-            out.append(Begin(verdict, attempt=n, crashes=crashes))
+            out.append(Begin(verdict, attempt=n, crashes=crashes, epoch=epoch))
             i += 3 + count
         return out
 
@@ -243,6 +246,10 @@ class TaskLedger:
     def beat(self, ttl: float) -> None:
         """This incarnation is alive for `ttl` more seconds."""
         sent = time.monotonic()  # the key may lapse `ttl` after the request left, not later
+        if sent >= self._alive_until:
+            # The key may have lapsed and others begun our runs: renewing it must not hand
+            # them back (after SIGCONT the keeper may beat before a task's next checkpoint).
+            self._epoch += 1
         self._r.set(self.alive_key, self.worker_id, px=max(1, round(ttl * 1000)))
         self._alive_until = sent + ttl
 
@@ -251,6 +258,12 @@ class TaskLedger:
         worker runs a task this process started (their begin waits). False once a beat is
         overdue: paused (SIGSTOP) or cut off from Redis past the TTL."""
         return time.monotonic() < self._alive_until
+
+    def claim_held(self, epoch: int) -> bool:
+        """Whether a run begun in `epoch` (`Begin.epoch`) is still this process's: the alive
+        key surely stands and has not lapsed since the begin. Once False, False for good."""
+        until = self._alive_until  # read before the epoch: `beat` writes them the other way
+        return self._epoch == epoch and time.monotonic() < until
 
     def retire(self) -> None:
         """A clean stop: every run has ended; nothing of this process can crash any more.

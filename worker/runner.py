@@ -162,7 +162,7 @@ class TaskRunner:
         try:
             begin = self._begin(task, alone=False)
             if begin is not None and begin.verdict is Verdict.RUN:
-                return self._execute(self._with_attempt(task, begin))
+                return self._execute(self._with_attempt(task, begin), begin.epoch)
         finally:
             self._isolation.leave()
         if begin is not None and begin.verdict is Verdict.SUSPECT:
@@ -185,7 +185,7 @@ class TaskRunner:
             self._flusher().wait_idle(ISOLATION_FLUSH_TIMEOUT)
             begin = self._begin(task, alone=True)
             if begin is not None and begin.verdict is Verdict.RUN:
-                return self._execute(self._with_attempt(task, begin))
+                return self._execute(self._with_attempt(task, begin), begin.epoch)
         finally:
             self._isolation.leave_alone()
         if begin is None:
@@ -200,7 +200,7 @@ class TaskRunner:
         env = dataclasses.replace(task.envelope, attempt=begin.attempt)
         return dataclasses.replace(task, envelope=env)
 
-    def _execute(self, task: Fetched) -> bool:
+    def _execute(self, task: Fetched, epoch: int) -> bool:
         flusher = self._flusher()
         env = task.envelope
         flusher.started(env.id)
@@ -211,7 +211,7 @@ class TaskRunner:
             self._rng(),
             worker_id=self._worker_id,
             cancel_check=functools.partial(self._ledger.cancel_requested, env.id),
-            claim_check=self._ledger.alive_held,
+            claim_check=functools.partial(self._ledger.claim_held, epoch),
         )
         self.executed += 1
         now = self._clock()

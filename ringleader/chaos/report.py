@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Expect", "Report", "Run", "count_overlaps", "judge"]
+__all__ = ["Expect", "Report", "Run", "count_overlaps", "judge", "overlapping"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +59,27 @@ class Report:
 def count_overlaps(runs: Iterable[Run]) -> int:
     """Pairs of runs of one task that did work at the same time: the later run started before
     the earlier one's last step."""
+    return len(overlapping(runs))
+
+
+def overlapping(runs: Iterable[Run]) -> list[tuple[Run, Run]]:
+    """The pairs `count_overlaps` counts, earlier run first."""
     by_task: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         by_task[r.task_id].append(r)
-    n = 0
+    pairs: list[tuple[Run, Run]] = []
     for task_runs in by_task.values():
         ordered = sorted(task_runs, key=lambda r: r.started)
         for i, a in enumerate(ordered):
-            n += sum(1 for b in ordered[i + 1 :] if b.started < a.last_active)
-    return n
+            pairs += [(a, b) for b in ordered[i + 1 :] if b.started < a.last_active]
+    return pairs
+
+
+def _some(ids: Iterable[str], n: int = 3) -> str:
+    """A few of the ids a broken invariant is about, so a failed run says where to look."""
+    shown = sorted(ids)
+    more = f" and {len(shown) - n} more" if len(shown) > n else ""
+    return ", ".join(shown[:n]) + more
 
 
 def judge(
@@ -89,22 +101,41 @@ def judge(
     event topic: more than one means Invariant 4 broke). `extra`: what the scenario's own
     checks found broken, already phrased."""
     done = set(completed)
-    lost = sum(1 for t in accepted if t not in done)
+    lost_ids = [t for t in accepted if t not in done]
+    lost = len(lost_ids)
     starts = Counter(r.task_id for r in runs)
-    dup_exec = sum(1 for n in starts.values() if n > 1)
-    dup_records = sum(1 for n in completion_records.values() if n > 1)
-    overlaps = count_overlaps(runs)
+    repeated = [t for t, n in starts.items() if n > 1]
+    dup_exec = len(repeated)
+    twice = [t for t, n in completion_records.items() if n > 1]
+    dup_records = len(twice)
+    pairs = overlapping(runs)
+    overlaps = len(pairs)
     failover = None if first_completion_at is None else round(first_completion_at - fault_at, 2)
     generation = None if generation_at is None else round(generation_at - fault_at, 2)
     broken: list[str] = []
     if lost:
-        broken.append(f"lost: {lost} accepted tasks never completed (invariant 3)")
+        broken.append(
+            f"lost: {lost} accepted tasks never completed (invariant 3): {_some(lost_ids)}"
+        )
     if dup_records:
-        broken.append(f"dup_records: {dup_records} tasks completed more than once (invariant 4)")
+        broken.append(
+            f"dup_records: {dup_records} tasks completed more than once (invariant 4): "
+            f"{_some(twice)}"
+        )
     if overlaps:
-        broken.append(f"overlaps: {overlaps} pairs of runs of one task worked side by side")
+        shown = "; ".join(
+            f"{a.task_id} run {a.run_id} until {a.last_active:.3f}, "
+            f"run {b.run_id} from {b.started:.3f}"
+            for a, b in pairs[:3]
+        )
+        broken.append(
+            f"overlaps: {overlaps} pairs of runs of one task worked side by side: {shown}"
+        )
     if dup_exec and not expect.dup_exec_allowed:
-        broken.append(f"dup_exec: {dup_exec} tasks ran twice where no run may repeat (invariant 6)")
+        broken.append(
+            f"dup_exec: {dup_exec} tasks ran twice where no run may repeat (invariant 6): "
+            f"{_some(repeated)}"
+        )
     if expect.failover_bound is not None and (failover is None or failover > expect.failover_bound):
         seen = "no completion" if failover is None else f"{failover:.2f}s"
         broken.append(f"failover_s: {seen}, over the bound of {expect.failover_bound:.1f}s")

@@ -145,7 +145,7 @@ def run_scenario(
         stage = Stage(backend, settings, ledger, workers, before, watcher, stub,
                       backend_session_s(backend))  # fmt: skip
         inj = inject(stage)
-        log.info("%s: fault at %.3f on partitions %s", name, inj.at, sorted(inj.affected))
+        log.debug("%s: fault at %.3f on partitions %s", name, inj.at, sorted(inj.affected))
         problems: list[str] = []
         healed_at = inj.at
         if inj.heal is not None:

@@ -10,6 +10,7 @@ import redis
 from ringleader.worker.delayed import DelayedSet
 from ringleader.worker.ledger import TaskLedger, Verdict, new_incarnation, running
 from ringleader.worker.results import CompletionWrite, ResultStore, RetryWrite, RunOf, Status
+from tests.worker.procs import wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -140,3 +141,22 @@ def test_a_cancel_flag_ends_the_task_at_its_next_begin(
     assert again.verdict is Verdict.CANCELLED
     assert running(client, prefix, "w2") == []  # nothing recorded as running
     assert w2.begin("t2", "job", 1, 12.0).verdict is Verdict.RUN  # other tasks unaffected
+
+
+def test_a_beat_after_a_lapse_does_not_hand_back_the_runs_begun_before_it(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    # After SIGCONT the keeper thread may renew the alive key before a task thread reaches
+    # its next checkpoint; by then another worker may run that task (the key had lapsed).
+    w1 = worker(client, prefix, "w1")
+    w1.beat(0.2)
+    old = w1.begin("t1", "slow", 1, 100.0)
+    assert old.verdict is Verdict.RUN and w1.claim_held(old.epoch)
+    wait_until(lambda: not w1.alive_held(), 10, "the alive key to lapse (a paused process)")
+    assert not w1.claim_held(old.epoch)
+    w1.beat(30)
+    assert w1.alive_held() and not w1.claim_held(old.epoch)
+    new = w1.begin("t2", "slow", 1, 101.0)
+    assert new.verdict is Verdict.RUN and w1.claim_held(new.epoch)
+    w1.beat(30)  # an on-time beat keeps every claim
+    assert w1.claim_held(new.epoch)
