@@ -85,7 +85,10 @@ class Stage:
     def follower(self) -> str:
         """A worker that owns partitions and does not lead."""
         lead = self.leader()
-        return next(w for w in reversed(self.workers) if w != lead and self.owned(w))
+        found = next((w for w in reversed(self.workers) if w != lead and self.owned(w)), None)
+        if found is None:
+            raise ScenarioError(f"no worker but the leader {lead} owns partitions")
+        return found
 
 
 @dataclass
