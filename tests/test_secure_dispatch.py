@@ -69,7 +69,12 @@ def group(
     """`count` worker processes on `settings`; the counting app keeps its books in Redis as
     the admin user (the ringleader user may touch only ringleader's keys)."""
     ensure_topics(settings)
-    extra = {"RINGLEADER_TEST_APP_REDIS": admin_redis}
+    # A record window of the concurrency: a SIGKILL can then repeat at most that many tasks
+    # (the default window, 64, allows up to 64 finished-but-unrecorded ones on a slow flush).
+    extra = {
+        "RINGLEADER_TEST_APP_REDIS": admin_redis,
+        "RINGLEADER_WORKER_RECORD_WINDOW": str(concurrency),
+    }
     with procs.workers_of(settings, tmp_path, extra=extra) as ws:
         for i in range(count):
             ws.start(f"w{i}", concurrency=concurrency)

@@ -231,11 +231,15 @@ def test_a_poison_task_kills_at_most_crash_limit_children_and_is_named(
     # The supervisor names the task each dead child was running.
     assert any(f"{poison.id} (die" in d for d in deaths), deaths
     dead_ids = {m.group(1) for d in deaths if (m := _DIED.search(d))}
-    records = [
-        decode_dead_letter(v)
-        for v in procs.read_all(settings.bootstrap, topics(settings.namespace).dead_letter)
-    ]
-    (rec,) = [r for r in records if r.task_id == poison.id]
+    # The dead letter is produced asynchronously (it must land before the offset commits,
+    # not before the failure record the client saw): read until it is there.
+    values = procs.read_topic(
+        settings.bootstrap,
+        topics(settings.namespace).dead_letter,
+        lambda vs: any(decode_dead_letter(v).task_id == poison.id for v in vs),
+        60,
+    )
+    (rec,) = [r for v in values if (r := decode_dead_letter(v)).task_id == poison.id]
     reason = rec.reason
     assert reason.startswith("crashed its worker 2 times")
     assert all(wid in reason for wid in dead_ids), (reason, dead_ids)
