@@ -194,6 +194,11 @@ class Member:
             return self._member_id
 
     @property
+    def rebalances(self) -> tuple[int, float | None]:
+        """Rebalances so far (each applied generation ends one) and the last one's seconds."""
+        return self._sm.rebalances, self._sm.last_rebalance
+
+    @property
     def is_leader(self) -> bool:
         with self._lock:
             return bool(self._member_id) and self._member_id == self._leader_id

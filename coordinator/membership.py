@@ -27,6 +27,7 @@ from __future__ import annotations
 from ringleader.coordinator.answers import MembershipCore, MembershipProtocolError
 from ringleader.coordinator.messages import (
     TERMINAL_STATES,
+    Assign,
     Command,
     Event,
     Fenced,
@@ -56,6 +57,12 @@ FOLLOWUP_SETTLE = 1.5
 
 class Membership(MembershipCore):
     """The membership of one member in one group."""
+
+    # Rebalances this member went through (each applied generation ends one, the first join
+    # included) and how long the last took: from leaving STABLE to the generation applied.
+    rebalances = 0
+    last_rebalance: float | None = None
+    _rebalance_from: float | None = None
 
     # ---- queries ---------------------------------------------------------------------
 
@@ -113,7 +120,16 @@ class Membership(MembershipCore):
         self._check_fence(event.now, out)
         self._finish_leave(out)
         self._drive(event.now, out)
+        self._time_rebalance(event.now, out)
         return out
+
+    def _time_rebalance(self, now: float, out: list[Command]) -> None:
+        if any(isinstance(c, Assign) for c in out) and self._rebalance_from is not None:
+            self.rebalances += 1
+            self.last_rebalance = now - self._rebalance_from
+            self._rebalance_from = None
+        elif self.state != State.STABLE and self._rebalance_from is None:
+            self._rebalance_from = now
 
     # ---- controls --------------------------------------------------------------------
 

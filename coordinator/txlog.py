@@ -13,9 +13,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from ringleader import logs
 from ringleader.coordinator.errors import RingleaderError
 from ringleader.coordinator.topics import ensure_topic
 from ringleader.coordinator.twophase import (
@@ -62,7 +64,8 @@ class TxLogWriter:
         part_key(kind, "x", "x")  # validates kind
         self.topic = topic
         self.kind = kind
-        config: dict[str, str | int | bool] = {
+        config: dict[str, Any] = {
+            **logs.librdkafka(),
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "enable.idempotence": True,
@@ -153,6 +156,7 @@ def _consumer(bootstrap: str, fetch_wait_ms: int, security: KafkaSecurity | None
         {
             "bootstrap.servers": bootstrap,
             **_security_config(security),
+            **logs.librdkafka(),
             # librdkafka insists on a group id; with assign() no group is ever joined.
             "group.id": f"ringleader-txlog-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,

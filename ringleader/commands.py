@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ringleader import logs
 from ringleader.errors import (
     BrokerAuthError,
     BrokerUnavailableError,
@@ -72,6 +74,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="worker processes (default 1); N > 1 runs a supervisor that restarts dead "
         "ones, ids <id>-0 .. <id>-N-1 (exits 5 when they keep dying)",
     )
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-host", help="address for /metrics (default 127.0.0.1)")
+    p.add_argument("--log-level", help="DEBUG, INFO (default; -v: DEBUG), WARNING, ERROR")
+    p.add_argument(
+        "--log-format", choices=logs.FORMATS, default=None,
+        help="text (default RINGLEADER_LOG_FORMAT or text) or json: one object a line",
+    )  # fmt: skip
     p.set_defaults(func=run_worker_cmd)
 
     p = sub.add_parser(
@@ -197,6 +206,18 @@ def _guard(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 
 def run_worker_cmd(args: argparse.Namespace) -> int:
+    level = args.log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    try:
+        logs.configure(level, args.log_format)
+    except ConfigError as e:
+        print(f"ringleader worker: {e}", file=sys.stderr)
+        return 2
+    if args.log_format:
+        os.environ["RINGLEADER_LOG_FORMAT"] = args.log_format  # --processes children read it
+    if args.processes > 1 and (args.metrics_port or os.environ.get("RINGLEADER_METRICS_PORT")):
+        print("ringleader worker: --metrics-port serves one process; with --processes N run "
+              "N workers with a port each", file=sys.stderr)  # fmt: skip
+        return 2
     # The App is built by the user's module, from the environment for what it leaves unset.
     for opt, var in (
         ("namespace", "RINGLEADER_NAMESPACE"),
@@ -210,7 +231,9 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
         from ringleader.supervisor import run_supervisor
 
         return run_supervisor(args.app, args.worker_id, args.concurrency, args.processes)
-    from ringleader.worker.run import run_worker  # imported late: it pulls in the whole runtime
+    from ringleader.worker.run import run_worker, set_metrics_env  # late: the whole runtime
+
+    set_metrics_env(args.metrics_port, args.metrics_host)
 
     return run_worker(args.app, args.worker_id, args.concurrency)
 

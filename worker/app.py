@@ -142,6 +142,11 @@ class App:
             self._downstream_factory = build
 
     @property
+    def downstream_if_used(self) -> Downstream | None:
+        """`downstream` if a task has used it in this process, else None (never builds it)."""
+        return self._downstream
+
+    @property
     def downstream(self) -> Downstream:
         """Call registered services from a task: `app.downstream.call("billing", fn)` runs
         `fn(instance)` on an UP instance, round robin, behind the service's and the

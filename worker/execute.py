@@ -9,6 +9,7 @@ pass through.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import random
 import threading
@@ -18,9 +19,10 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import msgpack
 
+from ringleader.logs import task_scope
 from ringleader.worker.envelope import Envelope
 from ringleader.worker.errors import TaskCancelled, TaskClaimLost, TaskTimeout
-from ringleader.worker.tasks import TaskContext, TaskRegistry
+from ringleader.worker.tasks import Task, TaskContext, TaskRegistry
 
 T = TypeVar("T")
 
@@ -89,14 +91,27 @@ def execute(
     worker_id: str | None = None,
     cancel_check: Callable[[], bool] | None = None,
     claim_check: Callable[[], bool] | None = None,
+    where: tuple[int, int] | None = None,
 ) -> Outcome:
     """Run one attempt of `env` (its `attempt` field says which); `cancel_check` and
-    `claim_check` back the context's `cancelled`, `claim_held` and `checkpoint()`."""
+    `claim_check` back the context's `cancelled`, `claim_held` and `checkpoint()`; `where`
+    (partition, generation) goes on the log lines of the run with the task's own fields."""
     task = registry.get(env.name)
     if task is None:
         return DeadLetter(reason=f"unknown task name {env.name!r}")
     # Only bound tasks see a context; building its logger costs more than a no-op task.
     ctx = TaskContext.for_envelope(env, worker_id, cancel_check, claim_check) if task.bind else None
+    partition, generation = where or (None, None)
+    fields = {"task_id": env.id, "task": env.name, "attempt": env.attempt,
+              "partition": partition, "generation": generation, "worker_id": worker_id}  # fmt: skip
+    try:
+        with task_scope(fields):
+            return _run(env, task, ctx, rng)
+    except (TaskClaimLost, TaskCancelled) as exc:  # raised by `_run` only for this task
+        return ClaimLost(exc.message) if isinstance(exc, TaskClaimLost) else Cancelled(exc.message)
+
+
+def _run(env: Envelope, task: Task, ctx: TaskContext | None, rng: random.Random) -> Outcome:
     try:
         if task.timeout is None:
             result = task.run(ctx, env.args, env.kwargs)
@@ -107,7 +122,7 @@ def execute(
     except (TaskClaimLost, TaskCancelled) as exc:
         if exc.task_id != env.id:  # a child's, that a parent let through: its own failure
             return _failure(env, exc, task.retry.next_delay, rng)
-        return ClaimLost(exc.message) if isinstance(exc, TaskClaimLost) else Cancelled(exc.message)
+        raise
     except Exception as exc:  # noqa: BLE001 - a task's failure is data here, never a crash
         return _failure(env, exc, task.retry.next_delay, rng)
     try:
@@ -162,13 +177,14 @@ def call_with_timeout(fn: Callable[[], T], timeout: float | None, name: str) -> 
     if timeout is None:
         return fn()
     box: list[tuple[bool, Any]] = []
+    context = contextvars.copy_context()  # the run's log fields (`logs.task_scope`) go along
     # Held while the caller injects, so the thread is alive (its ident not reused) meanwhile.
     lock = threading.Lock()
 
     def target() -> None:
         try:
             try:
-                outcome: tuple[bool, Any] = (True, fn())
+                outcome: tuple[bool, Any] = (True, context.run(fn))
             except _Abandoned:
                 raise
             except BaseException as e:  # noqa: BLE001 - carried to the caller, re-raised there

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 from confluent_kafka import Consumer, KafkaException
@@ -40,6 +40,9 @@ from ringleader.worker.queues import SchedulingQueue
 from ringleader.worker.results import ResultStore
 from ringleader.worker.runner import TaskRunner
 from ringleader.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from ringleader.worker.metrics import TaskMetrics
 
 log = logging.getLogger("ringleader.worker")
 
@@ -96,6 +99,7 @@ class Fetcher:
         max_payload: int,
         clock: Callable[[], float],
         on_crash: Callable[[str], None],
+        metrics: TaskMetrics | None = None,
     ) -> None:
         self._consumer = consumer
         self._lanes = LaneTopics(topic)
@@ -118,6 +122,7 @@ class Fetcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ringleader-poll", daemon=True)
         self._on_crash = on_crash
+        self._metrics = metrics
         self.skipped_completed = 0
 
     def post(self, msg: Control) -> None:
@@ -275,6 +280,11 @@ class Fetcher:
             r if r.envelope is None else dataclasses.replace(r, completed=next(flags))
             for r in decoded
         ]
+        if self._metrics is not None:
+            self._metrics.fetched(
+                (None if r.envelope is None else r.envelope.name for r in records),
+                (r.envelope.name for r in records if r.envelope is not None and r.completed),
+            )
         now = self._clock()
         with self._lock:
             sorted_ = self._book.ingest(records)

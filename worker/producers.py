@@ -13,9 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from ringleader import logs
 from ringleader.worker.envelope import (
     DeadLetterRecord,
     Envelope,
@@ -23,6 +25,9 @@ from ringleader.worker.envelope import (
     EventPacker,
     encode_dead_letter,
 )
+
+if TYPE_CHECKING:
+    from ringleader.worker.metrics import TaskMetrics
 
 log = logging.getLogger("ringleader.worker.producers")
 
@@ -41,8 +46,9 @@ class WorkerProducers:
         linger_ms: int = 5,
         events: bool = True,
     ) -> None:
-        conf: dict[str, str | int | bool] = {
+        conf: dict[str, Any] = {
             **config,
+            **logs.librdkafka(),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": linger_ms,
@@ -170,9 +176,12 @@ class WorkerProducers:
 class TaskEvents:
     """Task events on `<ns>.events` (started, failed, retrying, succeeded, dead-lettered)."""
 
-    def __init__(self, producers: WorkerProducers, worker_id: str) -> None:
+    def __init__(
+        self, producers: WorkerProducers, worker_id: str, metrics: TaskMetrics | None = None
+    ) -> None:
         self._producers = producers
         self._packer = EventPacker(worker_id)
+        self._metrics = metrics  # counted here too: the events and the metrics never disagree
 
     def emit(
         self,
@@ -183,5 +192,12 @@ class TaskEvents:
         error: str | None = None,
         delay: float | None = None,
     ) -> None:
+        if self._metrics is not None:
+            self._metrics.event(env, kind, at)
         value = self._packer.pack(env.id, env.name, kind, env.attempt, at, error=error, delay=delay)
         self._producers.event(env.id, value)
+
+    def skipped(self, env: Envelope, reason: str) -> None:
+        """A copy not run (no event: it is not news); counted by reason."""
+        if self._metrics is not None:
+            self._metrics.skip(env.name, reason)

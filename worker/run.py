@@ -22,6 +22,7 @@ import sys
 from collections.abc import Mapping
 from types import FrameType
 
+from ringleader import logs
 from ringleader.errors import (
     BrokerAuthError,
     BrokerUnavailableError,
@@ -97,6 +98,14 @@ def worker_env(
     return env
 
 
+def set_metrics_env(port: int | None, host: str | None) -> None:
+    """`--metrics-port`/`--metrics-host` as the environment the Worker reads them from."""
+    if port is not None:
+        os.environ["RINGLEADER_METRICS_PORT"] = str(port)
+    if host is not None:
+        os.environ["RINGLEADER_METRICS_HOST"] = host
+
+
 def run_worker(app_ref: str, worker_id: str | None = None, concurrency: int | None = None) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code."""
     from ringleader.worker.runtime import Worker
@@ -139,13 +148,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("app", help="MODULE:APP, e.g. myproject.tasks:app")
     ap.add_argument("--id", dest="worker_id", default=None, help="worker id (default host-pid)")
     ap.add_argument("--concurrency", type=int, default=None, help="handler threads")
-    ap.add_argument("--log-level", default=os.environ.get("RINGLEADER_LOG_LEVEL", "WARNING"))
-    args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s",
+    ap.add_argument("--log-level", default=None, help="default RINGLEADER_LOG_LEVEL or WARNING")
+    ap.add_argument(
+        "--log-format", choices=logs.FORMATS, default=None,
+        help="text (default RINGLEADER_LOG_FORMAT or text) or json: one object a line",
+    )  # fmt: skip
+    ap.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port (RINGLEADER_METRICS_PORT)",
     )
+    ap.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address to serve it on (RINGLEADER_METRICS_HOST, default 127.0.0.1)",
+    )
+    args = ap.parse_args(argv)
+    set_metrics_env(args.metrics_port, args.metrics_host)
+    try:
+        logs.configure(args.log_level, args.log_format)
+    except ConfigError as e:
+        print(f"ringleader worker: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     return run_worker(args.app, args.worker_id, args.concurrency)
 
 

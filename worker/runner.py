@@ -206,13 +206,11 @@ class TaskRunner:
         flusher.started(env.id)
         self._events.emit(env, EventKind.STARTED, self._clock())
         outcome = execute(
-            env,
-            self._app.registry,
-            self._rng(),
-            worker_id=self._worker_id,
+            env, self._app.registry, self._rng(), worker_id=self._worker_id,
             cancel_check=functools.partial(self._ledger.cancel_requested, env.id),
             claim_check=functools.partial(self._ledger.claim_held, epoch),
-        )
+            where=(partition_of(task.partition), self._book.generation),
+        )  # fmt: skip
         self.executed += 1
         now = self._clock()
         if isinstance(outcome, ClaimLost):
@@ -303,6 +301,7 @@ class TaskRunner:
             return False
         # DONE or STALE: its outcome (or its next attempt) is recorded; nothing to run.
         log.info("task %s %s; skipped", env.id, _SKIPPED[begin.verdict])
+        self._events.skipped(env, begin.verdict.value)
         with self._lock:
             self._book.recorded(task)
             self._lock.notify_all()

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 
 import redis
 from confluent_kafka import Consumer
+from prometheus_client import CollectorRegistry
 
+from ringleader import logs
 from ringleader.coordinator.errors import ConfigError
 from ringleader.coordinator.member import Member
 from ringleader.coordinator.metadata import MemberMetadata
 from ringleader.coordinator.settings import MemberSettings
+from ringleader.worker import metrics as prom
 from ringleader.worker.app import App
 from ringleader.worker.batches import BatchGate
 from ringleader.worker.book import PartitionBook
@@ -88,8 +91,15 @@ class Worker:
         batch_gate: BatchStates | None = None,
         clock: Callable[[], float] = time.time,
         environ: Mapping[str, str] | None = None,
+        metrics: prom.MetricsSettings | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics or prom.MetricsSettings.from_env(environ)
+        self.registry = CollectorRegistry()  # this worker's metrics (served with metrics.port)
+        self._task_metrics = prom.TaskMetrics(
+            self.registry, lambda n: app.registry.get(n) is not None
+        )
+        self._metrics_server: prom.MetricsServer | None = None
         s = app.settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.concurrency = concurrency if concurrency is not None else s.concurrency
@@ -127,6 +137,13 @@ class Worker:
         preflight(self.app.settings, self.settings.preflight_timeout)
         ensure_topics(self.app.settings)
         parts = self._parts = self._build()
+        readings = prom.worker_readings(
+            book=self._book, lock=self._lock, queue=self._queue, member=parts.member,
+            consumer=parts.consumer, topic=self.topics.tasks, app=self.app,
+        )  # fmt: skip
+        self.registry.register(prom.WorkerCollector(readings))
+        if self.metrics.port is not None:
+            self._metrics_server = prom.MetricsServer(self.metrics, self.registry)
         parts.keeper.start()
         parts.flusher.start()
         parts.pool.start()
@@ -170,6 +187,7 @@ class Worker:
         consumer = Consumer(
             {
                 **rk,
+                **logs.librdkafka(),
                 # librdkafka insists on a group id; with assign() it never joins or commits.
                 "group.id": f"ringleader-worker-fetch-{os.urandom(6).hex()}",
                 "enable.auto.commit": False,
@@ -216,7 +234,7 @@ class Worker:
             queue=self._queue,
             window=self._window,
             producers=producers,
-            events=TaskEvents(producers, self.worker_id),
+            events=TaskEvents(producers, self.worker_id, self._task_metrics),
             tasks_topic=self.topics.tasks,
             clock=self._clock,
         )
@@ -241,23 +259,13 @@ class Worker:
             evict=eviction_backend(client, self.settings.registry_prefix).evict,
         )
         fetcher = Fetcher(
-            consumer,
-            self.topics.tasks,
-            book=self._book,
-            lock=self._lock,
-            queue_=self._queue,
-            store=store,
-            producers=producers,
-            committer=committer,
-            runner=runner,
-            gate=self._gate,
-            generation=lambda: member.generation,
-            settings=self.settings,
+            consumer, self.topics.tasks, book=self._book, lock=self._lock, queue_=self._queue,
+            store=store, producers=producers, committer=committer, runner=runner,
+            gate=self._gate, generation=lambda: member.generation, settings=self.settings,
             request_timeout=self.member_settings.request_timeout,
-            max_payload=s.max_payload_bytes,
-            clock=self._clock,
-            on_crash=self._fail,
-        )
+            max_payload=s.max_payload_bytes, clock=self._clock, on_crash=self._fail,
+            metrics=self._task_metrics,
+        )  # fmt: skip
         registration = Registration(
             s.redis,
             s.namespace,
@@ -278,20 +286,8 @@ class Worker:
             on_fatal=self._fail,
         )
         pool = HandlerPool(self._queue, self.concurrency, runner.run, clock=self._clock)
-        return _Parts(
-            producers,
-            consumer,
-            committer,
-            runner,
-            flusher,
-            pool,
-            fetcher,
-            registration,
-            member,
-            rebalance,
-            ledger,
-            keeper,
-        )
+        return _Parts(producers, consumer, committer, runner, flusher, pool, fetcher,
+                      registration, member, rebalance, ledger, keeper)  # fmt: skip
 
     def run(self) -> None:
         """Start and block until `request_stop()` (e.g. from a SIGTERM handler), then stop."""
@@ -354,6 +350,8 @@ class Worker:
         parts.consumer.close()
         parts.committer.close()
         parts.registration.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         self.app.close()
         if self._own_gate and self._batch_gate is not None:
             self._batch_gate.close()

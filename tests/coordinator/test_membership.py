@@ -253,3 +253,24 @@ def test_generation_zero_is_a_generation() -> None:
     joined_follower(m, clock, (0,), gen=0)
     hb = only(m.handle(Tick(clock(1.0))), SendHeartbeat)
     assert isinstance(hb, SendHeartbeat) and hb.generation == 0
+
+
+def test_a_rebalance_is_timed_from_leaving_stable_to_the_generation_applied() -> None:
+    clock = Clock()
+    m = Membership(SETTINGS)
+    t0 = clock.t
+    joined_follower(m, clock, (1, 3))  # the first join is a rebalance too
+    assert m.rebalances == 1
+    assert m.last_rebalance == pytest.approx(clock.t - t0)
+    only(m.handle(Tick(clock(1.0))), SendHeartbeat)
+    left = clock(0.01)
+    cmds = m.handle(HeartbeatResponse(left, clock(), ErrorCode.REBALANCE_IN_PROGRESS))
+    join = cmds[-1]
+    assert isinstance(join, SendJoin) and m.rebalances == 1  # under way, not counted yet
+    resp = JoinResponse(clock(0.4), left, ErrorCode.NONE, 2, "m1", "m0", "roundrobin")
+    only(m.handle(resp), SendSync)
+    sent = clock()
+    only(m.handle(SyncResponse(clock(0.3), sent, ErrorCode.NONE, b"ptr")), ReadAssignment)
+    only(m.handle(AssignmentRead(clock(0.1), 2, (1,))), Assign)
+    assert m.rebalances == 2
+    assert m.last_rebalance == pytest.approx(0.8)

@@ -9,6 +9,7 @@ _MAX_PAYLOAD_BYTES). Keys, all under the namespace:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -143,3 +144,12 @@ def steps(ctx: TaskContext, n: int, seconds: float) -> int:
         _r.rpush(steps_key(NS), f"{ctx.task_id} {PID} {i} {time.time():.6f}")
         time.sleep(seconds)
     return n
+
+
+@app.task(name="chatty", bind=True, retries=0, timeout=30)
+def chatty(ctx: TaskContext, word: str) -> str:
+    """Logs through its context and through a plain logger of its own (with a timeout, so it
+    runs on the timeout's thread: the log fields must follow it there)."""
+    ctx.logger.info("context says %s", word)
+    logging.getLogger("user.code").warning("plain logger says %s", word)
+    return word
