@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.batches import BatchState
@@ -124,6 +124,7 @@ class Fetcher:
         self._on_crash = on_crash
         self._metrics = metrics
         self.skipped_completed = 0
+        self.watermarks: dict[int, tuple[int, int]] = {}  # lane -> (low, high) as last fetched
 
     def post(self, msg: Control) -> None:
         """Queue an assignment change (any thread); applied in order by the poll thread."""
@@ -153,6 +154,7 @@ class Fetcher:
             now = time.monotonic()
             if every.commit_due(now):
                 self._committer.commit_due()
+                self._note_watermarks()
             if every.report_due(now):
                 self._report()
             if self._book_parked() and every.batches_due(now):
@@ -166,6 +168,22 @@ class Fetcher:
             msgs = self._fetch()
             if msgs:
                 self._ingest(msgs)
+
+    def _note_watermarks(self) -> None:
+        """The log ends of the held lanes as last fetched, for the lag metric: read on this
+        thread, since the consumer answers other threads only between its polls."""
+        with self._lock:
+            lanes = self._book.active()
+        marks: dict[int, tuple[int, int]] = {}
+        for ln in lanes:
+            tp = TopicPartition(self._lanes.topic(level_of(ln)), ln % LANE_STRIDE)
+            try:
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                marks[ln] = (int(low), int(high))
+        self.watermarks = marks
 
     def _fetch(self) -> list[Any]:
         try:

@@ -21,7 +21,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -32,7 +31,7 @@ from ringleader.registry.breakers import BreakerState, BreakerStatus
 from ringleader.worker.app import App
 from ringleader.worker.book import PartitionBook
 from ringleader.worker.envelope import Envelope, EventKind
-from ringleader.worker.lanes import LaneTopics, level_of, partition_of
+from ringleader.worker.lanes import partition_of
 from ringleader.worker.queues import QueueCounts, SchedulingQueue
 
 __all__ = [
@@ -262,24 +261,15 @@ def worker_readings(
     lock: threading.Condition,
     queue: SchedulingQueue,
     member: Member,
-    consumer: Consumer,
-    topic: str,
+    watermarks: Callable[[], Mapping[int, tuple[int, int]]],
     app: App,
 ) -> Readings:
-    """The readings of a running worker's parts (`Worker.start` registers them)."""
-    lanes = LaneTopics(topic)
+    """The readings of a running worker's parts (`Worker.start` registers them);
+    `watermarks`: lane -> (low, high) as the fetcher last saw them."""
 
     def positions() -> dict[int, tuple[int | None, int | None, int, int]]:
         with lock:
             return book.positions()
-
-    def watermark(lane: int) -> tuple[int, int] | None:
-        tp = TopicPartition(lanes.topic(level_of(lane)), partition_of(lane))
-        try:  # as last fetched: no request to the broker on a scrape
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
-        except KafkaException:
-            return None
-        return (int(low), int(high)) if high >= 0 else None
 
     def breakers() -> Sequence[BreakerStatus]:
         ds = app.downstream_if_used
@@ -297,7 +287,7 @@ def worker_readings(
         generation=lambda: member.generation,
         leader=lambda: member.is_leader,
         rebalances=lambda: member.rebalances,
-        lag=lambda: lag_of({lane: p[0] for lane, p in positions().items()}, watermark),
+        lag=lambda: lag_of({lane: p[0] for lane, p in positions().items()}, watermarks().get),
         breakers=breakers,
         instances=instances,
     )

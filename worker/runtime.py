@@ -139,7 +139,7 @@ class Worker:
         parts = self._parts = self._build()
         readings = prom.worker_readings(
             book=self._book, lock=self._lock, queue=self._queue, member=parts.member,
-            consumer=parts.consumer, topic=self.topics.tasks, app=self.app,
+            watermarks=lambda: parts.fetcher.watermarks, app=self.app,
         )  # fmt: skip
         self.registry.register(prom.WorkerCollector(readings))
         if self.metrics.port is not None:
