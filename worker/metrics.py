@@ -15,7 +15,6 @@ Labels stay bounded: a task label is a name registered in the app (anything else
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ringleader import env as envmod
 from ringleader.coordinator.member import Member
 from ringleader.errors import ConfigError
 from ringleader.registry.breakers import BreakerState, BreakerStatus
@@ -196,23 +196,14 @@ class MetricsSettings:
     def __post_init__(self) -> None:
         p = self.port
         if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536):
-            raise ConfigError(
-                f"metrics port must be in 1..65535, got {p!r}", setting="metrics_port"
-            )
+            raise ConfigError(f"metrics port must be in 1..65535, got {p!r}", setting="port")
         if not isinstance(self.host, str) or not self.host:
-            raise ConfigError("metrics host must be a non-empty host name", setting="metrics_host")
+            raise ConfigError("metrics host must be a non-empty host name", setting="host")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsSettings:
-        env = os.environ if environ is None else environ
-        raw = env.get("RINGLEADER_METRICS_PORT") or None
-        try:
-            port = None if raw is None else int(raw)
-        except ValueError:
-            raise ConfigError(
-                f"RINGLEADER_METRICS_PORT must be an integer, got {raw!r}", setting="metrics_port"
-            ) from None
-        return cls(port, env.get("RINGLEADER_METRICS_HOST") or "127.0.0.1")
+        """RINGLEADER_METRICS_PORT and RINGLEADER_METRICS_HOST."""
+        return envmod.from_env(cls, environ, prefix="RINGLEADER_METRICS_")
 
 
 class MetricsServer:

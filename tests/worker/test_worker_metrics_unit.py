@@ -91,7 +91,7 @@ def test_lag_sums_a_partitions_lanes_and_counts_from_the_log_start_when_nothing_
 def test_a_bad_metrics_port_is_a_config_error(port: str) -> None:
     with pytest.raises(ConfigError) as e:
         MetricsSettings.from_env({"RINGLEADER_METRICS_PORT": port})
-    assert e.value.setting == "metrics_port"
+    assert e.value.setting == "RINGLEADER_METRICS_PORT"
 
 
 def test_metrics_are_off_unless_a_port_is_given() -> None:
