@@ -193,7 +193,7 @@ def run_scenario(
 
 
 def backend_session_s(backend: Backend) -> float:
-    return float(getattr(backend, "session_ms", 6000)) / 1000.0
+    return backend.session_ms / 1000.0
 
 
 def _settled(watcher: GenerationWatcher, live: set[str], partitions: int) -> bool:

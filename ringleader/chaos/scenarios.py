@@ -193,7 +193,7 @@ def run(
 ) -> Report:
     backend.use(scenario.nodes)
     expect = scenario.expect(backend_session_s(backend))
-    if getattr(backend, "broker", "kafka") == "tansu":
+    if backend.broker == "tansu":
         # The SIGKILL bound is promised on Apache Kafka; Tansu expires a session about 3 s
         # after it ends (seen here), so there the figure is reported, not bounded.
         expect = dataclasses.replace(expect, failover_bound=None)

@@ -18,6 +18,8 @@ class BackendError(Exception):
 class Backend(Protocol):
     name: str
     bind_host: str  # where the runner listens for the workers (its downstream stub)
+    broker: str  # "kafka" or "tansu"
+    session_ms: int  # the workers' group session timeout
 
     def use(self, nodes: int) -> None:
         """Have a Kafka cluster of `nodes` nodes (and the workers' Redis) up for the next

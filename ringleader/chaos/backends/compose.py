@@ -38,6 +38,7 @@ LABEL = "ringleader.chaos.worker"
 
 class ComposeBackend:
     name = "compose"
+    broker = "kafka"
     bind_host = "0.0.0.0"
 
     def __init__(
