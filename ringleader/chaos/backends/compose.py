@@ -21,10 +21,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from ringleader.chaos.backends.base import BackendError
+from ringleader.chaos.runner import wait_for
 from ringleader.local.services import redis_pings
 from ringleader.worker.run import worker_env
 from ringleader.worker.settings import AppSettings
@@ -129,21 +129,21 @@ class ComposeBackend:
 
     def start_broker(self, node_id: int) -> None:
         self._docker("start", self._service(f"kafka-{node_id}"))
-        _wait(lambda: _brokers(self.bootstrap) >= 3, 120, f"kafka-{node_id} to serve again")
+        wait_for(lambda: _brokers(self.bootstrap) >= 3, 120, f"kafka-{node_id} to serve again")
 
     def kill_redis(self) -> None:
         self._kill(self._service("redis"))
 
     def start_redis(self) -> None:
         self._docker("start", self._service("redis"))
-        _wait(lambda: redis_pings(self.redis_url), 60, "redis to answer again")
+        wait_for(lambda: redis_pings(self.redis_url), 60, "redis to answer again")
 
     def reach(self, port: int) -> str:
         return f"{socket.gethostbyname(socket.gethostname())}:{port}"
 
     def _kill(self, container: str) -> None:
         self._docker("kill", "-s", "KILL", container)
-        _wait(lambda: not self._state(container).get("Running"), 30, f"{container} to die")
+        wait_for(lambda: not self._state(container).get("Running"), 30, f"{container} to die")
 
     # ---- workers -----------------------------------------------------------------------
 
@@ -220,14 +220,6 @@ class ComposeBackend:
 
     def close(self) -> None:
         self.stop_workers()
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            raise BackendError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def _brokers(bootstrap: str) -> int:
