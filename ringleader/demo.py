@@ -26,6 +26,7 @@ from ringleader.client import Client, TaskSpec
 from ringleader.coordinator.assignment import Assignment
 from ringleader.groupview import last_committed, worker_id_from_member
 from ringleader.local import services
+from ringleader.local.procs import terminate_all
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import ResultStore
 from ringleader.worker.run import worker_env
@@ -258,17 +259,7 @@ def _start_worker(
 
 def _stop_workers(workers: list[DemoWorker]) -> None:
     """SIGTERM every worker still running (they drain and leave), SIGKILL after a bound."""
-    for w in workers:
-        if w.proc.poll() is None:
-            w.proc.send_signal(signal.SIGTERM)
-    stopped = []
-    for w in workers:
-        try:
-            rc = w.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
-            rc = w.proc.wait(10)
-        if rc == 0:
-            stopped.append(w.worker_id)
+    codes = terminate_all([w.proc for w in workers], 60)
+    stopped = [w.worker_id for w, rc in zip(workers, codes, strict=True) if rc == 0]
     if stopped:
         print(f"workers {', '.join(stopped)} stopped cleanly on SIGTERM")

@@ -51,11 +51,18 @@ def _now() -> float:
     return time.time()
 
 
-def _worker_kill(st: Stage) -> Injected:
-    v = st.follower()
+def _kill(v: str, st: Stage) -> Injected:
     t = _now()
     st.backend.signal(v, signal.SIGKILL)
     return Injected(t, st.owned(v), ended=frozenset({v}))
+
+
+def _worker_kill(st: Stage) -> Injected:
+    return _kill(st.follower(), st)
+
+
+def _leader_kill(st: Stage) -> Injected:
+    return _kill(st.leader(), st)
 
 
 def _worker_term(st: Stage) -> Injected:
@@ -73,13 +80,6 @@ def _worker_stop(st: Stage) -> Injected:
         t, st.owned(v),
         heal=lambda: st.backend.signal(v, signal.SIGCONT), heal_after=st.session_s + 3.0,
     )  # fmt: skip
-
-
-def _leader_kill(st: Stage) -> Injected:
-    v = st.leader()
-    t = _now()
-    st.backend.signal(v, signal.SIGKILL)
-    return Injected(t, st.owned(v), ended=frozenset({v}))
 
 
 def _leader_before_commit(st: Stage) -> Injected:

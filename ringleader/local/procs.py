@@ -99,6 +99,23 @@ def stop(pid: int, grace: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def terminate_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> list[int]:
+    """SIGTERM each child still running, give them `timeout` seconds together, SIGKILL what
+    is left; the exit codes, in order."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes.append(p.wait(10))
+    return codes
+
+
 def wait_ready(name: str, pid: int, log: Path, ready: Callable[[], bool], timeout: float) -> None:
     """Wait until `ready()`; on death or timeout, stop the process and raise with its log."""
     deadline = time.monotonic() + timeout

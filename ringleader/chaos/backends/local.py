@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,14 @@ from ringleader.chaos.backends.base import BackendError
 from ringleader.chaos.proxy import TcpProxy
 from ringleader.local import servers, services
 from ringleader.local.kafka import KafkaNode
-from ringleader.local.procs import ServiceStartError, alive, free_port, stop, wait_ready
+from ringleader.local.procs import (
+    ServiceStartError,
+    alive,
+    free_port,
+    stop,
+    terminate_all,
+    wait_ready,
+)
 from ringleader.local.stackfile import Stack
 from ringleader.worker.run import worker_env
 from ringleader.worker.settings import AppSettings
@@ -220,17 +226,10 @@ class LocalBackend:
             p.restore()
 
     def stop_workers(self) -> None:
-        running = [w for w in self._workers.values() if w.proc.poll() is None]
-        for w in running:
-            w.proc.send_signal(signal.SIGCONT)  # a paused one cannot act on SIGTERM
-            w.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        for w in running:
-            try:
-                w.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait(10)
+        running = [w.proc for w in self._workers.values() if w.proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGCONT)  # a paused one cannot act on SIGTERM
+        terminate_all(running, 60)
         self._workers.clear()
         for p in self._proxies.values():
             p.restore()
