@@ -125,6 +125,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument(
         "--group", help="workers' group id (default: RINGLEADER_GROUP_ID or <ns>.workers)"
     )
+    p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (a live table)")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="--watch: every S s")
+    p.add_argument("--count", type=_positive_int, metavar="N", help="--watch: stop after N")
     p.set_defaults(func=status_cmd)
 
     p = sub.add_parser("tail", parents=[conn], help="follow task events until Ctrl-C")
@@ -347,7 +350,14 @@ def status_cmd(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from ringleader.status import format_text, gather
 
-    report = gather(_checked(args, redis=True, report=True), group_id=args.group)
+    settings = _checked(args, redis=True, report=True)
+    if args.watch:
+        from ringleader.status_watch import watch
+
+        return watch(lambda: gather(settings, group_id=args.group), out=sys.stdout,
+                     interval=max(0.2, args.interval), count=args.count, as_json=args.json,
+                     jsonable=_jsonable)  # fmt: skip
+    report = gather(settings, group_id=args.group)
     if args.json:
         print(json.dumps(report.to_json(), default=_jsonable), flush=True)
     else:

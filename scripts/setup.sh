@@ -14,6 +14,8 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # CI parses compose/docker-compose.yml with it (`config -q` needs no Docker engine).
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+# The test of `status --watch` drives it in a real terminal (tmux send-keys / capture-pane).
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   sudo_=""
