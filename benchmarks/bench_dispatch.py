@@ -10,6 +10,10 @@
    quarantine (start records) on and off.
 3. Submit-to-start latency at a paced 1,000 tasks/s (`started` event time - submitted_at).
 4. Round trip: 500 sequential `client.submit("noop").result()`; p50/p99/max.
+5. With `--metrics`: step 2 once more with each worker serving Prometheus `/metrics`
+   (RINGLEADER_METRICS_PORT, a port each) and scraped every `--scrape-every` seconds (1 s:
+   15-60x more often than Prometheus' usual interval) during the drain; the summary prints
+   e2e with metrics / e2e without, in the same trial.
 
     RINGLEADER_TEST_KAFKA=127.0.0.1:19092 RINGLEADER_TEST_REDIS=redis://127.0.0.1:16379/0 \\
         .venv/bin/python benchmarks/bench_dispatch.py [--tasks 100000] [--broker tansu]
@@ -48,7 +52,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +70,7 @@ from ringleader.client import Client, TaskSpec  # noqa: E402
 from ringleader.coordinator.topics import ensure_topic  # noqa: E402
 from ringleader.coordinator.wire import GroupClient  # noqa: E402
 from ringleader.errors import BrokerAuthError, ConfigError, RedisAuthError  # noqa: E402
+from ringleader.local.procs import free_port  # noqa: E402
 from ringleader.redisurl import redact  # noqa: E402
 from ringleader.security import KafkaSecurity  # noqa: E402
 from ringleader.worker import run  # noqa: E402
@@ -179,11 +186,13 @@ class Knobs:
 
     record_window: int | None = None
     crash_limit: int | None = None
+    metrics: bool = False  # each worker serves /metrics on a port of its own
 
     def label(self) -> str:
         window = self.record_window if self.record_window is not None else "default"
         quarantine = "off" if self.crash_limit == 0 else "on"
-        return f"record window {window}, crash quarantine {quarantine}"
+        metrics = ", /metrics served and scraped" if self.metrics else ""
+        return f"record window {window}, crash quarantine {quarantine}{metrics}"
 
 
 def worker_env(s: AppSettings, knobs: Knobs) -> dict[str, str]:
@@ -199,9 +208,14 @@ def worker_env(s: AppSettings, knobs: Knobs) -> dict[str, str]:
 
 def start_workers(
     s: AppSettings, count: int, concurrency: int, log_dir: Path, knobs: Knobs
-) -> list[subprocess.Popen[bytes]]:
-    out = []
+) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    """The worker processes and, with knobs.metrics, their /metrics ports."""
+    out, ports = [], []
     for i in range(count):
+        env = worker_env(s, knobs)
+        if knobs.metrics:
+            ports.append(free_port())
+            env["RINGLEADER_METRICS_PORT"] = str(ports[-1])
         fh = open(log_dir / f"{s.namespace}-w{i}.log", "wb")  # noqa: SIM115 - owned by the child
         out.append(
             subprocess.Popen(
@@ -210,13 +224,33 @@ def start_workers(
                     *("--concurrency", str(concurrency), "--log-level", "INFO"),
                 ],
                 cwd=ROOT,
-                env=worker_env(s, knobs),
+                env=env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
         )
         fh.close()
-    return out
+    return out, ports
+
+
+class Scraper(threading.Thread):
+    """GET every worker's /metrics every `every` seconds until stopped; counts good scrapes."""
+
+    def __init__(self, ports: list[int], every: float) -> None:
+        super().__init__(daemon=True)
+        self.ports, self.every = ports, every
+        self.stopped = threading.Event()
+        self.scrapes = 0
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            for port in self.ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                        r.read()
+                    self.scrapes += 1
+                except OSError:
+                    pass  # not serving yet (still starting): the next round tries again
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -284,7 +318,14 @@ def read_events(s: AppSettings, topic: str) -> list[Any]:
 
 
 def end_to_end(
-    s: AppSettings, n: int, concurrency: int, log_dir: Path, knobs: Knobs, *, prefix: str
+    s: AppSettings,
+    n: int,
+    concurrency: int,
+    log_dir: Path,
+    knobs: Knobs,
+    *,
+    prefix: str,
+    scrape_every: float = 1.0,
 ) -> tuple[float, float]:
     """(Client.submit_many tasks/s, end-to-end tasks/s)."""
     ensure_topics(s)
@@ -295,10 +336,14 @@ def end_to_end(
         submit_rate = n / (time.perf_counter() - t0)
     print(f"  {prefix}backlog submitted: {n} tasks at {submit_rate:,.0f}/s (Client.submit_many)")
     launched = time.monotonic()
-    procs = start_workers(s, 2, concurrency, log_dir, knobs)
+    procs, ports = start_workers(s, 2, concurrency, log_dir, knobs)
+    scraper = Scraper(ports, scrape_every)
+    if ports:
+        scraper.start()
     try:
         done = wait_committed(s, n, 600, procs, log_dir)
     finally:
+        scraper.stopped.set()
         stop_workers(procs)
     events = read_events(s, f"{s.namespace}.events")
     started = [e.at for e in events if e.kind is EventKind.STARTED]
@@ -309,6 +354,7 @@ def end_to_end(
         f"  {prefix}end to end, 2 worker processes x {concurrency} threads, {knobs.label()}: "
         f"{rate:,.0f} tasks/s ({len(succeeded)} succeeded in {span:.2f}s "
         f"from first start to last completion); launch-to-all-committed {done - launched:.1f}s"
+        + (f"; {scraper.scrapes} scrapes of /metrics" if ports else "")
     )
     return submit_rate, rate
 
@@ -318,7 +364,7 @@ def latency(
 ) -> dict[str, float]:
     """Submit-to-start p50/p99 and round trip p50/p99/max, in ms."""
     ensure_topics(s)
-    procs = start_workers(s, 2, concurrency, log_dir, knobs)
+    procs, _ = start_workers(s, 2, concurrency, log_dir, knobs)
     try:
         with Client(settings=s) as client:
             # Warm up until a task round-trips (workers joined and assigned).
@@ -410,6 +456,7 @@ COLUMNS: list[tuple[str, str, bool]] = [
     ("submit", "submit/s", True),
     ("e2e", "e2e/s", True),
     ("e2e_off", "e2e q-off/s", True),
+    ("e2e_metrics", "e2e metr/s", True),
     ("rtt_p50", "rtt p50", False),
     ("rtt_p99", "rtt p99", False),
     ("rtt_max", "rtt max", False),
@@ -463,6 +510,8 @@ def main() -> None:
         help="also measure this secured stack (`local up --secure --json` output or its --dir)",
     )
     ap.add_argument("--trials", type=int, default=1, help="repeat the interleaved sequence")
+    ap.add_argument("--metrics", action="store_true", help="also end to end with /metrics on")
+    ap.add_argument("--scrape-every", type=float, default=1.0, metavar="S")
     args = ap.parse_args()
     env_key = "RINGLEADER_TEST_KAFKA" if args.broker == "kafka" else "RINGLEADER_TEST_TANSU"
     targets = [
@@ -505,6 +554,14 @@ def main() -> None:
         submit, rate = end_to_end(s, args.tasks, args.concurrency, log_dir, off, prefix=prefix)
         add(t, submit=submit, e2e_off=rate)
 
+    def step_e2e_metrics(t: Target, prefix: str) -> None:
+        s = t.settings("e2e-metrics", args.partitions)
+        _, rate = end_to_end(
+            s, args.tasks, args.concurrency, log_dir, Knobs(args.record_window, metrics=True),
+            prefix=prefix, scrape_every=args.scrape_every,
+        )  # fmt: skip
+        add(t, e2e_metrics=rate)
+
     def step_latency(t: Target, prefix: str) -> None:
         add(
             t,
@@ -512,6 +569,8 @@ def main() -> None:
         )
 
     steps: list[Callable[[Target, str], None]] = [step_raw, step_e2e, step_e2e_off]
+    if args.metrics:
+        steps.insert(2, step_e2e_metrics)  # right after the same run without metrics
     if not args.skip_latency:
         steps.append(step_latency)
     for trial in range(args.trials):
@@ -521,6 +580,14 @@ def main() -> None:
             for t in targets:
                 step(t, f"[{t.label}] " if len(targets) > 1 else "")
     print_table(targets, results, args.trials)
+    if args.metrics:
+        for t in targets:
+            pairs = zip(results[t.label]["e2e_metrics"], results[t.label]["e2e"], strict=True)
+            ratios = [m / plain for m, plain in pairs]
+            shown = ", ".join(f"{r:.3f}" for r in ratios)
+            print(f"{t.label}: e2e with /metrics / without, per trial: {shown} "
+                  f"(median {statistics.median(ratios):.3f}; overhead "
+                  f"{(1 - statistics.median(ratios)) * 100:+.1f}%)")  # fmt: skip
 
 
 if __name__ == "__main__":

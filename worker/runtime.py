@@ -96,8 +96,11 @@ class Worker:
         self.app = app
         self.metrics = metrics or prom.MetricsSettings.from_env(environ)
         self.registry = CollectorRegistry()  # this worker's metrics (served with metrics.port)
-        self._task_metrics = prom.TaskMetrics(
-            self.registry, lambda n: app.registry.get(n) is not None
+        # Counted only when served: a worker without a metrics port pays nothing per task.
+        self._task_metrics = (
+            None
+            if self.metrics.port is None
+            else prom.TaskMetrics(self.registry, lambda n: app.registry.get(n) is not None)
         )
         self._metrics_server: prom.MetricsServer | None = None
         s = app.settings
