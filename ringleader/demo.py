@@ -25,7 +25,7 @@ import redis
 from ringleader.client import Client, TaskSpec
 from ringleader.coordinator.assignment import Assignment
 from ringleader.groupview import last_committed, worker_id_from_member
-from ringleader.local import services
+from ringleader.local import progress, services
 from ringleader.local.procs import terminate_all
 from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.results import ResultStore
@@ -91,16 +91,21 @@ def _at_least(low: int) -> Callable[[str], int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Phases go to stderr as they happen; stdout keeps the report people and scripts read.
+    say = progress.to_stream(_elapsed_prefix(time.monotonic()))
     with tempfile.TemporaryDirectory(prefix="ringleader-demo-") as tmp:
         t0 = time.monotonic()
+        say("starting the embedded services (Tansu, Valkey)")
         try:
-            stack = services.up(Path(tmp), tansu=True, valkey=True)
+            stack = services.up(
+                Path(tmp), tansu=True, valkey=True, say=lambda m: say(f"local: {m}")
+            )
         except services.ServiceStartError as e:
             print(f"demo: the embedded services did not start: {e}", file=sys.stderr)
             return 1
         assert stack.bootstrap is not None and stack.redis is not None
-        print(f"embedded services up in {time.monotonic() - t0:.1f}s: "
-              f"Tansu at {stack.bootstrap}, Valkey at {stack.redis}")  # fmt: skip
+        _out(f"embedded services up in {time.monotonic() - t0:.1f}s: "
+             f"Tansu at {stack.bootstrap}, Valkey at {stack.redis}")  # fmt: skip
         settings = AppSettings(
             namespace=NAMESPACE,
             bootstrap=stack.bootstrap,
@@ -111,39 +116,60 @@ def run(args: argparse.Namespace) -> int:
         try:
             log_dir = args.log_dir or Path(tmp)
             log_dir.mkdir(parents=True, exist_ok=True)
-            _dispatch(args, settings, log_dir, workers)
+            _dispatch(args, settings, log_dir, workers, say)
             ok = True
         except DemoFailed as e:
             print(f"\nFAILED: {e}", file=sys.stderr)
             for w in workers:
-                print(f"  --- {w.worker_id} (exit {w.proc.poll()}) ---\n{w.tail()}")
+                _out(f"  --- {w.worker_id} (exit {w.proc.poll()}) ---\n{w.tail()}")
             ok = False
         finally:
+            say("stopping the workers and the embedded services")
             _stop_workers(workers)
             services.down(Path(tmp))
-            print("embedded services stopped")
+            _out("embedded services stopped")
     return 0 if ok else 1
 
 
+def _elapsed_prefix(t0: float) -> Callable[[], str]:
+    """`demo [ 3.2s] `: seconds since `t0`, so phase lines stand apart from the report."""
+    return lambda: f"demo [{time.monotonic() - t0:4.1f}s] "
+
+
+def _out(text: str) -> None:
+    """A report line on stdout, flushed so it keeps its place among the phase lines."""
+    print(text, flush=True)
+
+
 def _dispatch(
-    args: argparse.Namespace, settings: AppSettings, log_dir: Path, workers: list[DemoWorker]
+    args: argparse.Namespace,
+    settings: AppSettings,
+    log_dir: Path,
+    workers: list[DemoWorker],
+    say: progress.Say = progress.silent,
 ) -> None:
     ensure_topics(settings)
     env = worker_env(settings, session_ms=args.session_ms)
     for i in range(1, args.workers + 1):
         workers.append(_start_worker(f"w{i}", args.concurrency, env, log_dir))
-    print(f"started {len(workers)} worker processes: "
-          + ", ".join(f"{w.worker_id} (pid {w.proc.pid})" for w in workers))  # fmt: skip
+    started = ", ".join(f"{w.worker_id} (pid {w.proc.pid})" for w in workers)
+    say(f"starting {len(workers)} worker processes: {started}")
+    _out(f"started {len(workers)} worker processes: {started}")
 
     t0 = time.monotonic()
     settled = _wait_for(
         lambda: _settled(settings, {w.worker_id for w in workers}),
         90,
         "the group to settle on a committed assignment covering every worker",
+        say,
     )
-    print(f"group settled in {time.monotonic() - t0:.1f}s: {_describe(settled)}")
+    took = time.monotonic() - t0
+    say(f"group settled: generation {settled.generation} committed {took:.1f}s after the "
+        "workers started")  # fmt: skip
+    _out(f"group settled in {took:.1f}s: {_describe(settled)}")
 
     store = ResultStore.from_url(settings.redis, settings.namespace)
+    say(f"submitting {args.tasks} tasks")
     with Client(settings=settings) as client:
         t0 = time.monotonic()
         specs = [
@@ -151,37 +177,48 @@ def _dispatch(
             for i in range(args.tasks)
         ]
         ids = [h.id for h in client.submit_many(specs)]
-    print(f"submitted {len(ids)} 'provision' tasks, each acknowledged by the broker, "
-          f"in {time.monotonic() - t0:.2f}s")  # fmt: skip
+    _out(f"submitted {len(ids)} 'provision' tasks, each acknowledged by the broker, "
+         f"in {time.monotonic() - t0:.2f}s")  # fmt: skip
 
     _wait_for(
         lambda: store.count_completed(ids) >= len(ids) // 3 or None,
         120,
         "a third of the tasks to complete",
+        say,
+        first=f"running: waiting for {len(ids) // 3} of {len(ids)} tasks to complete",
     )
     victim = workers[1]
     done_at_kill = store.count_completed(ids)
+    say(f"SIGKILL {victim.worker_id} (pid {victim.proc.pid}) mid-run, "
+        f"{done_at_kill}/{len(ids)} tasks complete")  # fmt: skip
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(30)
     killed_at = time.monotonic()
-    print(f"SIGKILLed {victim.worker_id} (pid {victim.proc.pid}) with "
-          f"{done_at_kill}/{len(ids)} tasks complete")  # fmt: skip
+    _out(f"SIGKILLed {victim.worker_id} (pid {victim.proc.pid}) with "
+         f"{done_at_kill}/{len(ids)} tasks complete")  # fmt: skip
 
     survivors = {w.worker_id for w in workers if w is not victim}
     moved = _wait_for(
         lambda: _settled(settings, survivors),
         max(60, 4 * args.session_ms / 1000),
         f"a committed generation without {victim.worker_id}",
+        say,
+        first=f"waiting for failover: a committed generation without {victim.worker_id}",
     )
-    print(f"new generation committed {time.monotonic() - killed_at:.1f}s after the kill: "
-          f"{_describe(moved)}")  # fmt: skip
+    took = time.monotonic() - killed_at
+    say(f"failover: generation {moved.generation} committed {took:.1f}s after the kill")
+    _out(f"new generation committed {took:.1f}s after the kill: {_describe(moved)}")
 
+    left = len(ids) - store.count_completed(ids)
     _wait_for(
         lambda: store.count_completed(ids) == len(ids) or None,
         180,
         "every task to complete after the kill",
+        say,
+        first=f"draining: waiting for the other {left} of {len(ids)} tasks to complete",
     )
-    print(f"all {len(ids)} tasks complete {time.monotonic() - killed_at:.1f}s after the kill")
+    _out(f"all {len(ids)} tasks complete {time.monotonic() - killed_at:.1f}s after the kill")
+    say(f"checking: executions and completion records of {len(ids)} tasks")
     _report(settings, ids, victim, store)
 
 
@@ -193,12 +230,12 @@ def _report(settings: AppSettings, ids: list[str], victim: DemoWorker, store: Re
     victim_tasks = {task for task, pid in starts if int(pid) == victim.proc.pid}
     repeated = {task for task, n in execs.items() if n > 1}
     missing = [i for i in ids if i not in execs]
-    print(f"executions: {sum(execs.values())} starts for {len(execs)} tasks; "
-          f"{len(repeated)} ran twice, all of them started by the killed worker: "
-          f"{repeated <= victim_tasks}")  # fmt: skip
-    print("starts per worker pid: " + ", ".join(f"{p}: {n}" for p, n in sorted(by_pid.items())))
-    print(f"completion records: {store.count_completed(ids)} for {len(ids)} task ids (one each)")
-    print(f"result of the last task: {store.wait_result(ids[-1], 10).value()!r}")
+    _out(f"executions: {sum(execs.values())} starts for {len(execs)} tasks; "
+         f"{len(repeated)} ran twice, all of them started by the killed worker: "
+         f"{repeated <= victim_tasks}")  # fmt: skip
+    _out("starts per worker pid: " + ", ".join(f"{p}: {n}" for p, n in sorted(by_pid.items())))
+    _out(f"completion records: {store.count_completed(ids)} for {len(ids)} task ids (one each)")
+    _out(f"result of the last task: {store.wait_result(ids[-1], 10).value()!r}")
     problems = []
     if missing:
         problems.append(f"{len(missing)} tasks never started")
@@ -206,7 +243,7 @@ def _report(settings: AppSettings, ids: list[str], victim: DemoWorker, store: Re
         problems.append("a task ran twice that the killed worker had not started")
     if problems:
         raise DemoFailed("; ".join(problems))
-    print("OK: every accepted task completed once, after a worker was killed mid-run")
+    _out("OK: every accepted task completed once, after a worker was killed mid-run")
 
 
 def _settled(settings: AppSettings, worker_ids: set[str]) -> Assignment | None:
@@ -233,14 +270,23 @@ def _describe(a: Assignment) -> str:
     return f"generation {a.generation}, leader {_worker_of(a.leader)}; {parts}"
 
 
-def _wait_for(cond: Callable[[], T | None], timeout: float, what: str) -> T:
+def _wait_for(
+    cond: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    say: progress.Say = progress.silent,
+    *,
+    first: str | None = None,
+) -> T:
     deadline = time.monotonic() + timeout
+    ticker = progress.Ticker(say, what, first=first)
     while True:
         got = cond()
         if got:
             return got
         if time.monotonic() >= deadline:
             raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+        ticker.tick()
         time.sleep(0.2)
 
 
@@ -262,4 +308,4 @@ def _stop_workers(workers: list[DemoWorker]) -> None:
     codes = terminate_all([w.proc for w in workers], 60)
     stopped = [w.worker_id for w, rc in zip(workers, codes, strict=True) if rc == 0]
     if stopped:
-        print(f"workers {', '.join(stopped)} stopped cleanly on SIGTERM")
+        _out(f"workers {', '.join(stopped)} stopped cleanly on SIGTERM")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ringleader.local import secure, services
+from ringleader.local import progress, secure, services
 
 DEFAULT_DIR = ".ringleader/local"
 
@@ -61,6 +61,7 @@ def _up(args: argparse.Namespace) -> int:
             redis=args.redis,
             valkey=args.valkey,
             secure=args.secure,
+            say=progress.to_stream("local: "),  # stderr: stdout stays what scripts parse
         )
     except services.ServiceStartError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from ringleader.local.procs import ServiceStartError, free_port, spawn
+from ringleader.local.progress import Say, silent
 
 KAFKA_VERSION = "4.1.1"
 HEAP = "-Xmx768m"
@@ -37,7 +38,7 @@ def _java() -> str:
     return java
 
 
-def fetch_jars() -> Path:
+def fetch_jars(say: Say = silent) -> Path:
     """Resolve Kafka's runtime jars into the cache once; return the libs directory."""
     libs = cache_dir() / "libs"
     marker = cache_dir() / "complete"
@@ -46,6 +47,8 @@ def fetch_jars() -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ServiceStartError("mvn is not on PATH: it fetches Apache Kafka's jars")
+    say(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {cache_dir()} "
+        "(once; this can take minutes)")  # fmt: skip
     cache_dir().mkdir(parents=True, exist_ok=True)
     pom = cache_dir() / "pom.xml"
     template = resources.files("ringleader.local").joinpath("kafka_pom.xml").read_text()

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ringleader.local.progress import Say, Ticker, silent
+
 
 class ServiceStartError(RuntimeError):
     """A service did not become ready; the message carries the tail of its log."""
@@ -116,10 +118,22 @@ def terminate_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> l
     return codes
 
 
-def wait_ready(name: str, pid: int, log: Path, ready: Callable[[], bool], timeout: float) -> None:
-    """Wait until `ready()`; on death or timeout, stop the process and raise with its log."""
+def wait_ready(
+    name: str,
+    pid: int,
+    log: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    say: Say = silent,
+    what: str | None = None,
+) -> None:
+    """Wait until `ready()`; on death or timeout, stop the process and raise with its log.
+    `say` hears "waiting for WHAT" (default: `name`) and a line every few seconds after."""
     deadline = time.monotonic() + timeout
+    ticker = Ticker(say, what or name)
     while time.monotonic() < deadline:
+        ticker.tick()
         if not alive(pid):
             raise ServiceStartError(
                 f"{name} exited during start-up. Log tail ({log}):\n{log_tail(log)}"

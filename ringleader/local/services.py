@@ -21,6 +21,7 @@ from ringleader.local.procs import (
     stop,
     wait_ready,
 )
+from ringleader.local.progress import Say, silent
 from ringleader.local.stackfile import STATE, Service, Stack, load
 
 __all__ = ["Service", "ServiceStartError", "Stack", "down", "load", "status", "up"]
@@ -39,13 +40,15 @@ def up(
     timeout: float = 90.0,
     kafka_overrides: Callable[[kafka.KafkaNode], Mapping[str, str]] | None = None,
     redis_persist: bool = False,
+    say: Say = silent,
 ) -> Stack:
     """Start the asked services; on any failure stop what this call started and raise.
 
     `secure`: Kafka with TLS and SASL listeners, Redis with TLS and ACL users (see
     `ringleader.local.secure`); Tansu and Valkey have no secured variant here.
     `kafka_overrides`: server properties per node (the chaos suite's extra listener);
-    `redis_persist`: Redis fsyncs every write (see `servers.start_redis`)."""
+    `redis_persist`: Redis fsyncs every write (see `servers.start_redis`);
+    `say`: hears what is being started and waited for, as it happens (`progress`)."""
     _check_choice(kafka_nodes, tansu, redis, valkey, secure, kafka_overrides is not None)
     d = d.resolve()
     d.mkdir(parents=True, exist_ok=True)
@@ -54,17 +57,14 @@ def up(
         raise ServiceStartError(f"{d} already runs a stack; run `ringleader local down --dir {d}`")
     (d / secured.SECRETS).unlink(missing_ok=True)  # an earlier stack's, stopped
     stack = Stack(dir=str(d), secure=secure, redis_persist=redis_persist)
-    t0 = time.monotonic()
-    sec = secured.prepare(d) if secure else None
-    if sec is not None:
-        stack.started_in["tls_s"] = round(time.monotonic() - t0, 2)
+    sec = _prepare_secure(stack, d, say) if secure else None
     try:
         if kafka_nodes:
-            _up_kafka(stack, d, kafka_nodes, timeout, sec=sec, overrides=kafka_overrides)
+            _up_kafka(stack, d, kafka_nodes, timeout, sec=sec, overrides=kafka_overrides, say=say)
         if tansu:
-            _up_tansu(stack, d, timeout)
+            _up_tansu(stack, d, timeout, say)
         if redis or valkey:
-            _up_redis(stack, d, valkey, timeout, sec=sec, persist=redis_persist)
+            _up_redis(stack, d, valkey, timeout, sec=sec, persist=redis_persist, say=say)
     except ServiceStartError as e:
         _stop_all(stack)
         if sec is None:
@@ -75,6 +75,14 @@ def up(
         raise
     stack.save()
     return stack
+
+
+def _prepare_secure(stack: Stack, d: Path, say: Say) -> secured.Setup:
+    t0 = time.monotonic()
+    say(f"making certificates and passwords in {d / 'tls'}")
+    sec = secured.prepare(d)
+    stack.started_in["tls_s"] = round(time.monotonic() - t0, 2)
+    return sec
 
 
 def _check_choice(  # noqa: PLR0917 - the flags of `up`, passed on as they are
@@ -98,12 +106,14 @@ def _up_kafka(
     *,
     sec: secured.Setup | None = None,
     overrides: Callable[[kafka.KafkaNode], Mapping[str, str]] | None = None,
+    say: Say = silent,
 ) -> None:
     t0 = time.monotonic()
-    libs = kafka.fetch_jars()
+    libs = kafka.fetch_jars(say)
     stack.started_in["kafka_fetch_s"] = round(time.monotonic() - t0, 2)
     t0 = time.monotonic()
     nodes = kafka.plan_nodes(d, count)
+    say(f"formatting KRaft storage for {_numbered('node', [n.node_id for n in nodes])}")
     if sec is None:
         kafka.format_cluster(nodes, libs, overrides)
     else:
@@ -115,22 +125,42 @@ def _up_kafka(
             Service(f"kafka-{node.node_id}", "kafka", pid, node.port, str(node.log), node.node_id)
         )
         stack.save()  # record each pid at once so a failed start can still be stopped
+        say(f"starting Apache Kafka {kafka.KAFKA_VERSION} node {node.node_id} on {node.address} "
+            f"(pid {pid})")  # fmt: skip
     bootstrap = ",".join(n.address for n in nodes)
     # Secured, "ready" is the SASL_SSL listener answering metadata as user ringleader.
     config = {} if sec is None else secured.librdkafka(sec.kafka_main(bootstrap))
     for svc, node in zip(stack.nodes, nodes, strict=True):
-        wait_ready(svc.name, svc.pid, node.log, _listening(node.port), timeout)
+        what = f"Kafka node {node.node_id} to listen on {node.address}"
+        wait_ready(svc.name, svc.pid, node.log, _listening(node.port), timeout, say=say, what=what)
     wait_ready(
         "kafka cluster",
         stack.nodes[0].pid,
         nodes[0].log,
         lambda: _brokers_registered(bootstrap, count, config),
         timeout,
+        say=say,
+        what=_answering(bootstrap, count, secure=sec is not None),
     )
     stack.bootstrap = bootstrap
     stack.started_in["kafka_s"] = round(time.monotonic() - t0, 2)
+    say(f"Kafka{'' if count == 1 else f' cluster of {count} nodes'} ready in "
+        f"{time.monotonic() - t0:.1f}s")  # fmt: skip
     if sec is not None:
         sec.record(kafka=sec.kafka_main(bootstrap), listeners=sec.kafka_listeners(nodes))
+
+
+def _numbered(noun: str, ids: list[int]) -> str:
+    """E.g. `node 1`, `nodes 1, 2, 3`."""
+    return f"{noun}{'' if len(ids) == 1 else 's'} {', '.join(map(str, ids))}"
+
+
+def _answering(bootstrap: str, count: int, *, secure: bool) -> str:
+    """What the cluster wait waits for, in words."""
+    who = " as user ringleader over SASL_SSL" if secure else ""
+    if count == 1:
+        return f"Kafka to answer metadata on {bootstrap}{who}"
+    return f"the {count} Kafka nodes to register as brokers{who}"
 
 
 def _listening(port: int) -> Callable[[], bool]:
@@ -147,22 +177,22 @@ def _brokers_registered(bootstrap: str, count: int, config: dict[str, str] | Non
         return False
 
 
-def _up_tansu(stack: Stack, d: Path, timeout: float) -> None:
+def _up_tansu(stack: Stack, d: Path, timeout: float, say: Say = silent) -> None:
     t0 = time.monotonic()
     sub = d / "tansu"
     pid, port = servers.start_tansu(sub)
     stack.services.append(Service("tansu", "tansu", pid, port, str(sub / "tansu.log")))
     stack.save()
-    wait_ready("tansu", pid, sub / "tansu.log", lambda: port_open("127.0.0.1", port), timeout)
-    wait_ready(
-        "tansu",
-        pid,
-        sub / "tansu.log",
-        lambda: _brokers_registered(f"127.0.0.1:{port}", 1),
-        timeout,
-    )
-    stack.bootstrap = f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{port}"
+    say(f"starting Tansu on {address} (pid {pid})")
+    logf = sub / "tansu.log"
+    wait_ready("tansu", pid, logf, _listening(port), timeout, say=say,
+               what=f"Tansu to listen on {address}")  # fmt: skip
+    wait_ready("tansu", pid, logf, lambda: _brokers_registered(address, 1), timeout, say=say,
+               what=f"Tansu to answer metadata on {address}")  # fmt: skip
+    stack.bootstrap = address
     stack.started_in["tansu_s"] = round(time.monotonic() - t0, 2)
+    say(f"Tansu ready in {time.monotonic() - t0:.1f}s")
 
 
 def _up_redis(
@@ -173,9 +203,11 @@ def _up_redis(
     *,
     sec: secured.Setup | None = None,
     persist: bool = False,
+    say: Say = silent,
 ) -> None:
     t0 = time.monotonic()
     kind = "valkey" if valkey else "redis"
+    title = kind.capitalize()
     sub = d / kind
     if sec is None:
         pid, port = servers.start_redis(sub, valkey, persist=persist)
@@ -187,16 +219,22 @@ def _up_redis(
     logf = sub / f"{kind}.log"
     stack.services.append(Service(kind, kind, pid, port, str(logf)))
     stack.save()
+    address = f"127.0.0.1:{port}"
+    say(f"starting {title}{'' if sec is None else ' with TLS and ACL users'} on {address} "
+        f"(pid {pid})")  # fmt: skip
     if sec is None:
-        wait_ready(kind, pid, logf, lambda: redis_pings(f"redis://127.0.0.1:{port}"), timeout)
-        stack.redis = f"redis://127.0.0.1:{port}/0"
+        url, what = f"redis://{address}", f"{title} to answer PING on {address}"
     else:
         # Ready when the ringleader user can log in over TLS (ACL loaded, certificate good).
-        url = sec.redis_url(port)
-        wait_ready(kind, pid, logf, lambda: redis_pings(url), timeout)
+        url, what = sec.redis_url(port), f"{title} to accept user ringleader over TLS on {address}"
+    wait_ready(kind, pid, logf, lambda: redis_pings(url), timeout, say=say, what=what)
+    if sec is None:
+        stack.redis = f"{url}/0"
+    else:
         stack.redis = sec.redis_url(port, password="***")
         sec.record(redis=url, redis_admin=sec.redis_url(port, admin=True))
     stack.started_in[f"{kind}_s"] = round(time.monotonic() - t0, 2)
+    say(f"{title} ready in {time.monotonic() - t0:.1f}s")
 
 
 def redis_pings(url: str) -> bool:

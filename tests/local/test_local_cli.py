@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,12 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     )
 
 
-def up_and_check(d: Path, *services_args: str) -> list[int]:
-    """`local up ... --json`; checks both services answer; returns the stack's pids."""
+def up_and_check(d: Path, *services_args: str) -> tuple[list[int], list[str]]:
+    """`local up ... --json`; checks both services answer and stdout is one JSON object
+    only; returns the stack's pids and the progress lines `up` wrote on stderr."""
     up = run_cli("local", "up", *services_args, "--dir", str(d), "--json")
     assert up.returncode == 0, up.stderr
+    assert up.stdout.count("\n") == 1, up.stdout  # progress never reaches stdout
     conn = json.loads(up.stdout)
     assert set(conn) == {"bootstrap", "redis"}
     stack = services.load(d)
@@ -39,12 +42,42 @@ def up_and_check(d: Path, *services_args: str) -> list[int]:
     except BaseException:
         run_cli("local", "down", "--dir", str(d))
         raise
-    return pids
+    return pids, up.stderr.splitlines()
+
+
+def assert_in_order(lines: list[str], patterns: list[str]) -> list[re.Match[str]]:
+    """Each pattern matches a whole line, each after the previous one's; the matches."""
+    found, at = [], 0
+    for pat in patterns:
+        for i in range(at, len(lines)):
+            if m := re.fullmatch(pat, lines[i]):
+                found.append(m)
+                at = i + 1
+                break
+        else:
+            raise AssertionError(f"no line {pat!r} after line {at} in:\n" + "\n".join(lines))
+    return found
+
+
+def assert_progress_is_throttled(lines: list[str]) -> None:
+    """Every stderr line is a `local:` one; "still waiting" lines come seconds apart."""
+    assert all(line.startswith("local: ") for line in lines), lines
+    waits = [float(m[1]) for line in lines if (m := re.search(r" \.\.\. \(([\d.]+)s\)$", line))]
+    assert all(w >= 2.5 for w in waits), waits  # none before a few seconds of waiting
 
 
 def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
     d = tmp_path / "stack"
-    pids = up_and_check(d, "--tansu", "--valkey")
+    pids, said = up_and_check(d, "--tansu", "--valkey")
+    assert_progress_is_throttled(said)
+    assert_in_order(said, [
+        r"local: starting Tansu on 127\.0\.0\.1:\d+ \(pid \d+\)",
+        r"local: waiting for Tansu to answer metadata on 127\.0\.0\.1:\d+",
+        r"local: Tansu ready in [\d.]+s",
+        r"local: starting Valkey on 127\.0\.0\.1:\d+ \(pid \d+\)",
+        r"local: waiting for Valkey to answer PING on 127\.0\.0\.1:\d+",
+        r"local: Valkey ready in [\d.]+s",
+    ])  # fmt: skip
     try:
         st = run_cli("local", "status", "--dir", str(d), "--json")
         assert json.loads(st.stdout)["running"] is True
@@ -62,10 +95,29 @@ def test_up_json_status_down_leaves_no_process(tmp_path: Path) -> None:
 def test_kafka_and_redis_up_down_up_again_in_the_same_dir(tmp_path: Path) -> None:
     d = tmp_path / "stack"
     for _ in range(2):  # the second `up` finds the first one's formatted storage
-        pids = up_and_check(d, "--kafka", "--redis")
+        pids, said = up_and_check(d, "--kafka", "--redis")
+        assert_kafka_redis_progress(said, pids)
         down = run_cli("local", "down", "--dir", str(d))
         assert down.returncode == 0, down.stderr
         assert not any(procs.alive(p) for p in pids)
+
+
+def assert_kafka_redis_progress(said: list[str], pids: list[int]) -> None:
+    """What `up --kafka --redis` says while it starts, in order, naming the real pids."""
+    assert_progress_is_throttled(said)
+    addr = r"127\.0\.0\.1:(\d+)"
+    m = assert_in_order(said, [
+        r"local: formatting KRaft storage for node 1",
+        rf"local: starting Apache Kafka 4\.1\.1 node 1 on {addr} \(pid (\d+)\)",
+        rf"local: waiting for Kafka node 1 to listen on {addr}",
+        rf"local: waiting for Kafka to answer metadata on {addr}",
+        r"local: Kafka ready in [\d.]+s",
+        rf"local: starting Redis on {addr} \(pid (\d+)\)",
+        rf"local: waiting for Redis to answer PING on {addr}",
+        r"local: Redis ready in [\d.]+s",
+    ])  # fmt: skip
+    assert [int(m[1][2]), int(m[5][2])] == pids
+    assert m[1][1] == m[2][1] == m[3][1]  # the same Kafka port throughout
 
 
 def test_up_without_services_is_a_usage_error(tmp_path: Path) -> None:
