@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -86,6 +87,17 @@ class TaskMetrics:
         }  # fmt: skip
         self._starts: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        # Labelled children, looked up once per (metric, labels): `labels()` validates and
+        # takes a lock on every call, and this runs several times per task. Bounded by the
+        # app's task names (plus unknown / undecodable) times the reasons.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), labels)  # the metrics live as long as this object
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def label(self, name: str | None) -> str:
         if name is None:
@@ -96,21 +108,21 @@ class TaskMetrics:
         """Records fetched (their task names; None: undecodable), and the names of those
         skipped at once because their task had completed."""
         for name in names:
-            self.received.labels(self.label(name)).inc()
+            self._child(self.received, self.label(name)).inc()
         for name in completed:
-            self.skipped.labels(self.label(name), "completed").inc()
+            self._child(self.skipped, self.label(name), "completed").inc()
 
     def skip(self, name: str, reason: str) -> None:
-        self.skipped.labels(self.label(name), reason).inc()
+        self._child(self.skipped, self.label(name), reason).inc()
 
     def event(self, env: Envelope, kind: EventKind, at: float) -> None:
         """A task event, as the worker writes it to `<ns>.events` (`at`: wall clock)."""
         task = self.label(env.name)
-        self._by_kind[kind].labels(task).inc()
+        self._child(self._by_kind[kind], task).inc()
         if kind is EventKind.STARTED:
             due = max(env.submitted_at, env.not_before or 0.0)
             if due > 0:
-                self.queue_wait_seconds.labels(task).observe(max(0.0, at - due))
+                self._child(self.queue_wait_seconds, task).observe(max(0.0, at - due))
             with self._lock:
                 self._starts[env.id] = at
                 if len(self._starts) > _MAX_STARTS:
@@ -119,7 +131,7 @@ class TaskMetrics:
             with self._lock:
                 began = self._starts.pop(env.id, None)
             if began is not None:
-                self.run_seconds.labels(task).observe(max(0.0, at - began))
+                self._child(self.run_seconds, task).observe(max(0.0, at - began))
 
 
 @dataclass(frozen=True, slots=True)
