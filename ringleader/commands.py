@@ -6,8 +6,9 @@ RINGLEADER_BOOTSTRAP and RINGLEADER_REDIS, then to the built-in defaults.
 Exit codes (for scripts):
   0  ok
   1  the task failed (submit --wait), or the worker stopped on a fatal error
-  2  usage: bad arguments, bad JSON, bad configuration, a task that cannot be sent, or the
-     broker or Redis refused the credentials, the TLS handshake or an ACL
+  2  usage: bad arguments, bad JSON, bad configuration, a task that cannot be sent (submit
+     --from-file: a line refused; the others are submitted), or the broker or Redis refused
+     the credentials, the TLS handshake or an ACL
   3  the broker or Redis could not be reached (or refused the submission)
   4  timed out waiting for a result (submit --wait --timeout)
   5  worker --processes N: the children kept dying (the supervisor's crash-loop bound)
@@ -21,8 +22,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
 
 from ringleader import logs
 from ringleader.errors import (
@@ -84,11 +83,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=run_worker_cmd)
 
     p = sub.add_parser(
-        "submit", parents=[conn], help="submit a task", description="Submit one task."
-    )
-    p.add_argument("name", help="task name")
-    p.add_argument("--args", default="[]", metavar="JSON", help="positional args, a JSON array")
-    p.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword args, a JSON object")
+        "submit", parents=[conn], help="submit a task",
+        description="Submit one task, or one per line of a file (--from-file).",
+    )  # fmt: skip
+    p.add_argument("name", nargs="?", help="task name (or --from-file)")
+    p.add_argument(
+        "--from-file", metavar="FILE",
+        help="submit one task per line of FILE (- for stdin), each a JSON object: name, "
+        "args, kwargs, key, priority, idempotency_key, delay or eta; exit 2 if a line was "
+        "refused (the others are submitted)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="with --from-file: the summary as JSON")
+    p.add_argument("--args", metavar="JSON", help="positional args, a JSON array")
+    p.add_argument("--kwargs", metavar="JSON", help="keyword args, a JSON object")
     p.add_argument(
         "--key",
         help="routing key: tasks with the same key go to the same partition "
@@ -97,7 +104,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument(
         "--priority",
         type=_priority,
-        default=0,
         metavar="P",
         help="high, normal (default) or low, or an integer: above 0 is high, below 0 low; a "
         "higher level starts before tasks of lower levels queued on the broker",
@@ -112,7 +118,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("--wait", action="store_true", help="wait and print the result as JSON")
     p.add_argument("--timeout", type=float, help="with --wait: give up after S seconds (exit 4)")
-    p.set_defaults(func=submit_cmd)
+    p.set_defaults(func=submit_cmd, parser=p)
 
     p = sub.add_parser(
         "cancel", parents=[conn], help="cancel a task", description="Cancel a task by id."
@@ -244,26 +250,29 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
 # --- submit ---------------------------------------------------------------------------------
 
 
-def _json_arg(text: str, option: str, kind: type) -> Any:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise EnvelopeError(f"{option} is not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, kind):
-        want = "an array" if kind is list else "an object"
-        raise EnvelopeError(f"{option} must be {want} in JSON, got {type(value).__name__}")
-    return value
-
-
 def submit_cmd(args: argparse.Namespace) -> int:
-    return _guard(_submit, args)
+    from ringleader.submit_file import usage_problem
+
+    problem = usage_problem(args)
+    if problem is not None:
+        args.parser.error(problem)  # usage and exit 2
+    return _guard(_submit if args.from_file is None else _submit_from_file, args)
+
+
+def _submit_from_file(args: argparse.Namespace) -> int:
+    from ringleader.submit_file import submit_file_cmd
+
+    options = {"producer_config": _QUIET, "connect_timeout": _ACCESS_TIMEOUT}
+    settings = _checked(args, kafka=False, redis=False)  # the Client checks, as for one task
+    return submit_file_cmd(args.from_file, settings, as_json=args.json, client_options=options)
 
 
 def _submit(args: argparse.Namespace) -> int:
     from ringleader.client import Client
+    from ringleader.task_lines import json_option, parse_eta
 
-    task_args = _json_arg(args.args, "--args", list)
-    task_kwargs = _json_arg(args.kwargs, "--kwargs", dict)
+    task_args = json_option("[]" if args.args is None else args.args, "--args", list)
+    task_kwargs = json_option("{}" if args.kwargs is None else args.kwargs, "--kwargs", dict)
     if args.timeout is not None and not args.wait:
         raise EnvelopeError("--timeout only makes sense with --wait")
     if args.timeout is not None and args.timeout < 0:
@@ -278,10 +287,10 @@ def _submit(args: argparse.Namespace) -> int:
             task_args,
             task_kwargs,
             key=args.key,
-            priority=args.priority,
+            priority=args.priority or 0,
             idempotency_key=args.idempotency_key,
             countdown=args.delay,
-            eta=_eta(args.eta),
+            eta=None if args.eta is None else parse_eta(args.eta),
         )
         if not args.wait:
             print(h.id, flush=True)
@@ -297,18 +306,6 @@ def _submit(args: argparse.Namespace) -> int:
             return EXIT_TIMEOUT
         print(json.dumps(value, default=_jsonable), flush=True)
         return EXIT_OK
-
-
-def _eta(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        eta = datetime.fromisoformat(text)
-    except ValueError:
-        raise EnvelopeError(f"--eta {text!r} is not an ISO 8601 time") from None
-    if eta.tzinfo is None:
-        raise EnvelopeError(f"--eta {text!r} needs a UTC offset, e.g. 2026-12-02T15:00:00+00:00")
-    return eta
 
 
 # --- cancel ---------------------------------------------------------------------------------
