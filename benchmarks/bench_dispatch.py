@@ -13,7 +13,7 @@
 5. With `--metrics`: step 2 once more with each worker serving Prometheus `/metrics`
    (RINGLEADER_METRICS_PORT, a port each) and scraped every `--scrape-every` seconds (1 s:
    15-60x more often than Prometheus' usual interval) during the drain; the summary prints
-   e2e with metrics / e2e without, in the same trial.
+   e2e with metrics / e2e without, in the same trial; the same for crash quarantine off.
 
     RINGLEADER_TEST_KAFKA=127.0.0.1:19092 RINGLEADER_TEST_REDIS=redis://127.0.0.1:16379/0 \\
         .venv/bin/python benchmarks/bench_dispatch.py [--tasks 100000] [--broker tansu]
@@ -456,7 +456,8 @@ COLUMNS: list[tuple[str, str, bool]] = [
     ("submit", "submit/s", True),
     ("e2e", "e2e/s", True),
     ("e2e_off", "e2e q-off/s", True),
-    ("e2e_metrics", "e2e metr/s", True),
+    ("e2e_metrics", "e2e+m/s", True),
+    ("e2e_off_metrics", "q-off+m/s", True),
     ("rtt_p50", "rtt p50", False),
     ("rtt_p99", "rtt p99", False),
     ("rtt_max", "rtt max", False),
@@ -554,13 +555,20 @@ def main() -> None:
         submit, rate = end_to_end(s, args.tasks, args.concurrency, log_dir, off, prefix=prefix)
         add(t, submit=submit, e2e_off=rate)
 
-    def step_e2e_metrics(t: Target, prefix: str) -> None:
+    def with_metrics(t: Target, prefix: str, crash_limit: int | None) -> float:
         s = t.settings("e2e-metrics", args.partitions)
         _, rate = end_to_end(
-            s, args.tasks, args.concurrency, log_dir, Knobs(args.record_window, metrics=True),
+            s, args.tasks, args.concurrency, log_dir,
+            Knobs(args.record_window, crash_limit, metrics=True),
             prefix=prefix, scrape_every=args.scrape_every,
         )  # fmt: skip
-        add(t, e2e_metrics=rate)
+        return rate
+
+    def step_e2e_metrics(t: Target, prefix: str) -> None:
+        add(t, e2e_metrics=with_metrics(t, prefix, None))
+
+    def step_e2e_off_metrics(t: Target, prefix: str) -> None:
+        add(t, e2e_off_metrics=with_metrics(t, prefix, 0))
 
     def step_latency(t: Target, prefix: str) -> None:
         add(
@@ -569,25 +577,38 @@ def main() -> None:
         )
 
     steps: list[Callable[[Target, str], None]] = [step_raw, step_e2e, step_e2e_off]
+    # Each run with /metrics beside the same run without; which of a pair goes first
+    # alternates by trial (the second run of a pair was seen slower, metrics or not).
+    pairs = [(step_e2e, step_e2e_metrics), (step_e2e_off, step_e2e_off_metrics)]
     if args.metrics:
-        steps.insert(2, step_e2e_metrics)  # right after the same run without metrics
+        for plain, metered in pairs:
+            steps.insert(steps.index(plain) + 1, metered)
     if not args.skip_latency:
         steps.append(step_latency)
     for trial in range(args.trials):
         if args.trials > 1:
             print(f"trial {trial + 1} of {args.trials}")
-        for step in steps:
+        order = list(steps)
+        if args.metrics and trial % 2:
+            for plain, metered in pairs:
+                i, j = order.index(plain), order.index(metered)
+                order[i], order[j] = order[j], order[i]
+        for step in order:
             for t in targets:
                 step(t, f"[{t.label}] " if len(targets) > 1 else "")
     print_table(targets, results, args.trials)
     if args.metrics:
         for t in targets:
-            pairs = zip(results[t.label]["e2e_metrics"], results[t.label]["e2e"], strict=True)
-            ratios = [m / plain for m, plain in pairs]
-            shown = ", ".join(f"{r:.3f}" for r in ratios)
-            print(f"{t.label}: e2e with /metrics / without, per trial: {shown} "
-                  f"(median {statistics.median(ratios):.3f}; overhead "
-                  f"{(1 - statistics.median(ratios)) * 100:+.1f}%)")  # fmt: skip
+            for metered, plain, what in (
+                ("e2e_metrics", "e2e", "quarantine on"),
+                ("e2e_off_metrics", "e2e_off", "quarantine off"),
+            ):
+                got = results[t.label]
+                ratios = [m / p for m, p in zip(got[metered], got[plain], strict=True)]
+                shown = ", ".join(f"{r:.3f}" for r in ratios)
+                print(f"{t.label}, {what}: e2e with /metrics / without, per trial: {shown} "
+                      f"(median {statistics.median(ratios):.3f}; overhead "
+                      f"{(1 - statistics.median(ratios)) * 100:+.1f}%)")  # fmt: skip
 
 
 if __name__ == "__main__":

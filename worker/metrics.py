@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -31,9 +29,9 @@ from ringleader.errors import ConfigError
 from ringleader.registry.breakers import BreakerState, BreakerStatus
 from ringleader.worker.app import App
 from ringleader.worker.book import PartitionBook
-from ringleader.worker.envelope import Envelope, EventKind
 from ringleader.worker.lanes import partition_of
 from ringleader.worker.queues import QueueCounts, SchedulingQueue
+from ringleader.worker.task_metrics import TaskMetrics
 
 __all__ = [
     "MetricsServer", "MetricsSettings", "Readings", "TaskMetrics", "WorkerCollector", "lag_of",
@@ -41,97 +39,7 @@ __all__ = [
 
 log = logging.getLogger("ringleader.worker.metrics")
 
-UNKNOWN = "unknown"
-UNDECODABLE = "undecodable"
-# Seconds; tasks here run from milliseconds (no-ops) to hours (deployments, builds).
-RUN_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 1800, 3600, 4 * 3600)
-WAIT_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600)
-_MAX_STARTS = 100_000  # runs remembered for their run time; a run that never ends is dropped
 BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
-
-
-class TaskMetrics:
-    """Counts of what happened to tasks, by task name."""
-
-    def __init__(self, registry: CollectorRegistry, known: Callable[[str], bool]) -> None:
-        self._known = known
-
-        def counter(name: str, doc: str, *labels: str) -> Counter:
-            return Counter(name, doc, ["task", *labels], registry=registry)
-
-        self.received = counter("ringleader_tasks_received", "Tasks fetched from the task topics")
-        self.started = counter("ringleader_tasks_started", "Task runs started")
-        self.succeeded = counter("ringleader_tasks_succeeded", "Task runs that succeeded")
-        self.failed = counter("ringleader_tasks_failed", "Task runs that raised")
-        self.retried = counter("ringleader_tasks_retried", "Failed runs parked for a retry")
-        self.dead_lettered = counter("ringleader_tasks_dead_lettered", "Tasks dead-lettered")
-        self.cancelled = counter("ringleader_tasks_cancelled", "Tasks ended as cancelled")
-        self.skipped = counter(
-            "ringleader_tasks_skipped",
-            "Copies not run: already completed (completed, done) or an attempt already run (stale)",
-            "reason",
-        )
-        self.run_seconds = Histogram(
-            "ringleader_task_run_seconds", "Run time of one attempt, start to end", ["task"],
-            buckets=RUN_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.queue_wait_seconds = Histogram(
-            "ringleader_task_queue_wait_seconds",
-            "From submission (or the time it was due) to the start of the run", ["task"],
-            buckets=WAIT_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self._by_kind = {
-            EventKind.STARTED: self.started, EventKind.SUCCEEDED: self.succeeded,
-            EventKind.FAILED: self.failed, EventKind.RETRYING: self.retried,
-            EventKind.DEAD_LETTERED: self.dead_lettered, EventKind.CANCELLED: self.cancelled,
-        }  # fmt: skip
-        self._starts: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-        # Labelled children, looked up once per (metric, labels): `labels()` validates and
-        # takes a lock on every call, and this runs several times per task. Bounded by the
-        # app's task names (plus unknown / undecodable) times the reasons.
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
-        key = (id(metric), labels)  # the metrics live as long as this object
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
-    def label(self, name: str | None) -> str:
-        if name is None:
-            return UNDECODABLE
-        return name if self._known(name) else UNKNOWN
-
-    def fetched(self, names: Iterable[str | None], completed: Iterable[str]) -> None:
-        """Records fetched (their task names; None: undecodable), and the names of those
-        skipped at once because their task had completed."""
-        for name in names:
-            self._child(self.received, self.label(name)).inc()
-        for name in completed:
-            self._child(self.skipped, self.label(name), "completed").inc()
-
-    def skip(self, name: str, reason: str) -> None:
-        self._child(self.skipped, self.label(name), reason).inc()
-
-    def event(self, env: Envelope, kind: EventKind, at: float) -> None:
-        """A task event, as the worker writes it to `<ns>.events` (`at`: wall clock)."""
-        task = self.label(env.name)
-        self._child(self._by_kind[kind], task).inc()
-        if kind is EventKind.STARTED:
-            due = max(env.submitted_at, env.not_before or 0.0)
-            if due > 0:
-                self._child(self.queue_wait_seconds, task).observe(max(0.0, at - due))
-            with self._lock:
-                self._starts[env.id] = at
-                if len(self._starts) > _MAX_STARTS:
-                    self._starts.popitem(last=False)
-        elif kind in (EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED):
-            with self._lock:
-                began = self._starts.pop(env.id, None)
-            if began is not None:
-                self._child(self.run_seconds, task).observe(max(0.0, at - began))
 
 
 @dataclass(frozen=True, slots=True)

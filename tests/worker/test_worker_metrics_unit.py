@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,6 +50,60 @@ def test_events_count_by_task_and_time_the_run_and_the_wait() -> None:
         assert got[("ringleader_tasks_received_total", (("task", task),))] == 1
     assert got[("ringleader_tasks_skipped_total", (("reason", "completed"), ("task", "build")))]
     assert got[("ringleader_tasks_skipped_total", (("reason", "stale"), ("task", "build")))]
+
+
+def test_histogram_buckets_are_cumulative_and_a_bound_counts_in_its_bucket() -> None:
+    reg = CollectorRegistry()
+    m = TaskMetrics(reg, known=lambda n: True)
+    for i, run in enumerate([0.005, 0.006, 0.5, 7200.0, 99999.0]):  # on a bound, above, ...
+        env = Envelope(id=f"t{i}", name="build", submitted_at=0.0)
+        m.event(env, EventKind.STARTED, 0.0)  # from 0: the run time is `run` exactly
+        m.event(env, EventKind.SUCCEEDED, run)
+    got = samples(reg)
+
+    def bucket(le: str) -> float:
+        return got[("ringleader_task_run_seconds_bucket", (("le", le), ("task", "build")))]
+
+    assert bucket("0.005") == 1 and bucket("0.025") == 2 and bucket("0.5") == 3
+    assert bucket("14400.0") == 4 and bucket("+Inf") == 5
+    assert got[("ringleader_task_run_seconds_count", (("task", "build"),))] == 5
+    assert got[("ringleader_task_run_seconds_sum", (("task", "build"),))] == pytest.approx(
+        0.005 + 0.006 + 0.5 + 7200.0 + 99999.0
+    )
+
+
+def test_threads_counting_while_scraped_lose_nothing() -> None:
+    """Each thread adds to a tally of its own; a scrape in the middle sees a consistent
+    partial count and the last one sees every increment."""
+    reg = CollectorRegistry()
+    m = TaskMetrics(reg, known=lambda n: True)
+    threads, per_thread = 8, 5000
+    go = threading.Barrier(threads + 1)
+
+    def work(t: int) -> None:
+        go.wait()
+        for i in range(per_thread):
+            env = Envelope(id=f"{t}-{i}", name="build", submitted_at=1.0)
+            m.fetched(["build"], ())
+            m.event(env, EventKind.STARTED, 2.0)
+            m.event(env, EventKind.SUCCEEDED, 3.0)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    go.wait()
+    seen = []
+    while any(th.is_alive() for th in pool):
+        seen.append(samples(reg).get(("ringleader_tasks_started_total", (("task", "build"),))))
+    for th in pool:
+        th.join()
+    got = samples(reg)
+    total = threads * per_thread
+    for name in ("received", "started", "succeeded"):
+        assert got[(f"ringleader_tasks_{name}_total", (("task", "build"),))] == total
+    assert got[("ringleader_task_run_seconds_count", (("task", "build"),))] == total
+    counts = [s for s in seen if s is not None]
+    assert counts == sorted(counts) and all(c <= total for c in counts)  # never goes back
 
 
 def test_the_collector_reads_the_worker_at_scrape_time() -> None:
