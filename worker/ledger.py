@@ -37,9 +37,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -49,7 +48,6 @@ log = logging.getLogger("ringleader.worker.ledger")
 
 __all__ = [
     "Begin",
-    "BeginBatcher",
     "BeginRequest",
     "Crash",
     "RunningTask",
@@ -233,6 +231,19 @@ class TaskLedger:
             i += 3 + count
         return out
 
+    def abandon(self, task_id: str) -> None:
+        """A run of ours stopped at a checkpoint because its claim lapsed: remove its start
+        and its running entry. Left there, once this process beats again the start reads
+        as a live run and the task's new owner waits on it for as long as we live. A Redis
+        error is logged: the entries then go when this process's alive key does."""
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hdel(f"{self._prefix}:{{{task_id}}}:run", self.start_field)
+            pipe.hdel(self.running_key, task_id)
+            pipe.execute()
+        except redis_lib.RedisError as e:
+            log.warning("could not clear the abandoned run of %s: %s", task_id, e)
+
     def cancel_requested(self, task_id: str) -> bool:
         """Whether a cancel was requested while the task runs (`worker.cancel`'s flag); a
         Redis error counts as not (a checkpoint must not fail the task)."""
@@ -343,57 +354,3 @@ def _text(raw: object) -> str:
 def _crash(value: str) -> Crash:
     worker_id, _, at = value.rpartition(" ")
     return Crash(worker_id, float(at))
-
-
-class BeginBatcher:
-    """Handler threads' begins, combined: whichever thread finds no call in flight sends every
-    begin waiting at that moment in one script call; the others wait for their answers. Under
-    load a round trip carries many starts, so recording each start before its task runs
-    costs little throughput; alone, a begin is one round trip as before."""
-
-    def __init__(self, ledger: TaskLedger, clock: Callable[[], float]) -> None:
-        self._ledger = ledger
-        self._clock = clock
-        self._cond = threading.Condition()
-        self._waiting: list[_Pending] = []
-        self._busy = False
-
-    def begin(self, request: BeginRequest) -> Begin:
-        """Raises what the call raised (a RedisError) for every begin it carried."""
-        mine = _Pending(request)
-        with self._cond:
-            self._waiting.append(mine)
-            while not mine.settled and self._busy:
-                self._cond.wait()
-            if not mine.settled:
-                batch, self._waiting = self._waiting, []
-                self._busy = True
-        if not mine.settled:
-            self._send(batch)
-        if mine.error is not None:
-            raise mine.error
-        assert mine.answer is not None
-        return mine.answer
-
-    def _send(self, batch: list[_Pending]) -> None:
-        try:
-            answers = self._ledger.begin_many([p.request for p in batch], self._clock())
-            for p, answer in zip(batch, answers, strict=True):
-                p.answer = answer
-        except redis_lib.RedisError as e:
-            for p in batch:
-                p.error = e
-        finally:
-            with self._cond:
-                for p in batch:
-                    p.settled = True
-                self._busy = False
-                self._cond.notify_all()
-
-
-@dataclass(slots=True)
-class _Pending:
-    request: BeginRequest
-    answer: Begin | None = None
-    error: redis_lib.RedisError | None = None
-    settled: bool = False

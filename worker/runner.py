@@ -21,6 +21,7 @@ import redis
 
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.app import App
+from ringleader.worker.begin_batcher import BeginBatcher
 from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
 from ringleader.worker.envelope import DeadLetterRecord, EventKind
 from ringleader.worker.errors import CANCELLED_TYPE
@@ -37,7 +38,6 @@ from ringleader.worker.isolation import Isolation, OwnRuns
 from ringleader.worker.lanes import LaneTopics, level_of, partition_of
 from ringleader.worker.ledger import (
     Begin,
-    BeginBatcher,
     BeginRequest,
     TaskLedger,
     Verdict,
@@ -216,6 +216,7 @@ class TaskRunner:
         if isinstance(outcome, ClaimLost):
             # Paused or cut off past the alive TTL: another worker runs it; record nothing here.
             log.warning("task %s stopped at a checkpoint: %s", env.id, outcome.reason)
+            self._ledger.abandon(env.id)  # its new owner must not wait on this stopped run
             flusher.abandoned(env.id)
             self._release(task)
             self._queue.push_backoff(task, now + LEASE_RECHECK)

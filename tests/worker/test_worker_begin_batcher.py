@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import pytest
 import redis
 
-from ringleader.worker.ledger import Begin, BeginBatcher, BeginRequest, Verdict
+from ringleader.worker.begin_batcher import BeginBatcher
+from ringleader.worker.ledger import Begin, BeginRequest, Verdict
 
 
 class SlowLedger:

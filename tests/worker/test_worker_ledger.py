@@ -160,3 +160,22 @@ def test_a_beat_after_a_lapse_does_not_hand_back_the_runs_begun_before_it(
     assert new.verdict is Verdict.RUN and w1.claim_held(new.epoch)
     w1.beat(30)  # an on-time beat keeps every claim
     assert w1.claim_held(new.epoch)
+
+
+def test_a_run_stopped_when_its_claim_lapsed_is_abandoned_so_its_new_owner_runs_it(
+    client: redis.Redis[bytes], prefix: str
+) -> None:
+    # The chaos worker-pause failure (Tansu, 2026-12-03): the paused worker came back and
+    # beat before the task's new owner asked; its stopped run's start read as live and the
+    # new owner waited on it for as long as the paused worker lived.
+    w1, w2 = worker(client, prefix, "w1"), worker(client, prefix, "w2")
+    w1.beat(0.2)
+    old = w1.begin("t1", "slow", 1, 100.0)
+    assert old.verdict is Verdict.RUN
+    wait_until(lambda: not w1.alive_held(), 10, "the alive key to lapse (a paused process)")
+    w1.beat(30)  # resumed: alive again, but the run's claim is gone
+    assert not w1.claim_held(old.epoch)
+    assert w2.begin("t1", "slow", 1, 101.0).verdict is Verdict.WAIT
+    w1.abandon("t1")  # the run stopped at its checkpoint (runner: ClaimLost)
+    assert running(client, prefix, "w1") == []
+    assert w2.begin("t1", "slow", 1, 102.0).verdict is Verdict.RUN
