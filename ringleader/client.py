@@ -28,6 +28,7 @@ import redis as redis_lib
 
 from ringleader.batch import BatchWriter
 from ringleader.errors import BrokerUnavailableError, RedisUnavailableError
+from ringleader.gcpause import paused_gc
 from ringleader.handles import BatchHandle, SubmitError, SubmitTimeout, TaskHandle
 from ringleader.packing import TaskSpec, as_spec, due_time, idempotent_task_id
 from ringleader.producing import TaskProducer
@@ -128,6 +129,8 @@ class Client:
                 raise EnvelopeError("give not_before, countdown or eta, not several")
             not_before = due_time(countdown, eta, time.time())
         spec = TaskSpec(name, args or (), kwargs or {}, key, priority, idempotency_key, not_before)
+        if not_before is None:  # the common case, straight to the producer: a round trip
+            return self._producer.send(self._producer.prepare([spec]))[0]
         return self.submit_many([spec])[0]
 
     def submit_many(self, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> list[TaskHandle]:
@@ -136,8 +139,12 @@ class Client:
 
         On a delivery failure raises SubmitError whose `acknowledged` lists what got through
         (SubmitTimeout, also a BrokerUnavailableError, when the broker did not answer in time).
+        The cyclic garbage collector is paused for the call (`ringleader.gcpause`).
         """
-        checked = [as_spec(s) for s in specs]
+        with paused_gc():  # see ringleader.gcpause: no cycles here, and half the time saved
+            return self._submit_many([as_spec(s) for s in specs])
+
+    def _submit_many(self, checked: list[TaskSpec]) -> list[TaskHandle]:
         prepared = self._producer.prepare(checked)
         now_idx, later = split_due([s.not_before for s in checked], time.time())
         if not later:

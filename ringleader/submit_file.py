@@ -16,7 +16,6 @@ the run with the summary so far (the lines from `stopped_at_line` on are not con
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import stat
@@ -29,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ringleader.errors import RingleaderError
+from ringleader.gcpause import paused_gc
 from ringleader.handles import SubmitError
 from ringleader.packing import TaskSpec, pack
 from ringleader.task_lines import LineRefused, parse_line
@@ -182,8 +182,8 @@ class FileSubmission:
 
     def run(self, stream: BinaryIO, size: int | None = None) -> Summary:
         """Submit the lines of `stream`; `size` (bytes) is the progress bar's total. The
-        cyclic garbage collector is off meanwhile (see `_no_cycle_collection`)."""
-        with _no_cycle_collection():
+        cyclic garbage collector is off meanwhile (see `ringleader.gcpause`)."""
+        with paused_gc():
             if not self._show_progress:
                 self._read(stream)
                 return self.summary
@@ -236,21 +236,6 @@ class FileSubmission:
     def _show(self, n: int) -> None:
         if self._view is not None:
             self._view.update(self.summary, n, self._nbytes)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """The cyclic GC off, then back as it was. A pending chunk (up to CHUNK specs, each a few
-    containers) outlives the young generations, so the collector keeps walking the whole heap
-    (measured: a quarter of the run's time); parsed lines hold no cycles, and reference
-    counting frees each chunk once it is sent."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _skip_line(stream: BinaryIO, block: int = 1 << 20) -> int:
