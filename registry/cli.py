@@ -1,7 +1,9 @@
 """`ringleader registry ls|register|deregister`: the registry for people.
 
-The lead wires it in with `registry.cli.add_parser(subparsers)`; the parser sets
-`func=run`, so the main CLI calls `args.func(args)` and exits with its return code.
+The lead wires it in with `registry.cli.add_parser(subparsers)` (defined in
+`ringleader.registry_args`, which the main CLI imports itself: nothing of this package loads
+for `--help`); the parser sets `func` to `run`, loaded on the call, so the main CLI calls
+`args.func(args)` and exits with its return code.
 The functions `ls`, `register` and `deregister` are usable without argparse.
 """
 
@@ -20,14 +22,12 @@ from ringleader.registry.backend import RegistryBackend
 from ringleader.registry.errors import InvalidInstance, RegistryError, RegistryUnavailable
 from ringleader.registry.model import Instance, Metadata, Status, split_key
 from ringleader.registry.settings import RegistrySettings
+from ringleader.registry_args import DEFAULT_LEASE, add_parser  # noqa: F401  (re-exported)
 
 # Exit codes, as the main CLI's: bad input or settings 2, Redis unreachable 3.
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
-#: An instance registered by hand holds its lease this long unless renewed (`registry renew`,
-#: or registering again), like a worker's own: the group leader evicts lapsed leases.
-DEFAULT_LEASE = 90.0
 #: `--permanent`: an entry nobody renews that stays until deregistered (ten years).
 PERMANENT_LEASE = 10 * 365 * 24 * 3600.0
 
@@ -106,67 +106,6 @@ def format_table(rows: list[dict[str, Any]], now: float | None = None) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in table
     )
-
-
-def _label(text: str) -> tuple[str, str]:
-    k, sep, v = text.partition("=")
-    if not sep or not k:
-        raise argparse.ArgumentTypeError(f"label must be KEY=VALUE, got {text!r}")
-    return k, v
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `registry ls|register|deregister` to the main CLI's subparsers."""
-    # Defaults come from the environment when the command runs (a bad variable there must
-    # not break building the parser for every other command).
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--redis",
-        "--redis-url",
-        dest="redis_url",
-        help="Redis URL (default: RINGLEADER_REDIS, else redis://127.0.0.1:6379/0)",
-    )
-    common.add_argument(
-        "--prefix", help="registry key prefix (default: RINGLEADER_REGISTRY_PREFIX)"
-    )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = subparsers.add_parser("registry", help="service registry (Redis)")
-    sub = p.add_subparsers(dest="registry_command", required=True)
-
-    p_ls = sub.add_parser("ls", parents=[common], help="list instances")
-    p_ls.add_argument("service", nargs="?", help="only this service")
-
-    p_reg = sub.add_parser("register", parents=[common], help="register an instance")
-    p_reg.add_argument("service")
-    p_reg.add_argument("instance_id")
-    p_reg.add_argument("address")
-    p_reg.add_argument("--status", choices=[s.value for s in Status], default="UP")
-    p_reg.add_argument("--label", type=_label, action="append", default=[], metavar="K=V")
-    p_reg.add_argument("--zone", default="")
-    p_reg.add_argument("--capacity", type=int, default=1)
-    p_reg.add_argument("--version", default="")
-    how_long = p_reg.add_mutually_exclusive_group()
-    how_long.add_argument(
-        "--lease",
-        type=float,
-        default=DEFAULT_LEASE,
-        help=f"lease seconds (default {DEFAULT_LEASE:g}); renew it before it lapses",
-    )
-    how_long.add_argument(
-        "--permanent",
-        action="store_true",
-        help="never lapses: stays until deregistered (a service nothing renews)",
-    )
-
-    p_renew = sub.add_parser("renew", parents=[common], help="renew an instance's lease")
-    p_renew.add_argument("service")
-    p_renew.add_argument("instance_id")
-
-    p_dereg = sub.add_parser("deregister", parents=[common], help="remove an instance")
-    p_dereg.add_argument("service")
-    p_dereg.add_argument("instance_id")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -7,21 +7,22 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ringleader import commands, demo
-from ringleader.chaos import cli as chaos_cli
-from ringleader.local import cli as local_cli
-from ringleader.registry import cli as registry_cli
+# Only the parsers: each names its handler (`ringleader.lazy`), whose module, with the broker
+# and Redis clients, loads when that command runs. `--help` and usage errors stay quick.
+from ringleader import commands_args, demo_args, registry_args
+from ringleader.chaos import args as chaos_args
+from ringleader.local import args as local_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ringleader", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    local_cli.add_parser(sub)
-    demo.add_parser(sub)
-    chaos_cli.add_parser(sub)
-    registry_cli.add_parser(sub)
-    commands.add_parsers(sub)
+    local_args.add_parser(sub)
+    demo_args.add_parser(sub)
+    chaos_args.add_parser(sub)
+    registry_args.add_parser(sub)
+    commands_args.add_parsers(sub)
     return parser
 
 

@@ -24,6 +24,7 @@ import redis
 
 from ringleader.client import Client, TaskSpec
 from ringleader.coordinator.assignment import Assignment
+from ringleader.demo_args import add_parser  # noqa: F401  (re-exported: it was here)
 from ringleader.groupview import last_committed, worker_id_from_member
 from ringleader.local import progress, services
 from ringleader.local.procs import terminate_all
@@ -63,31 +64,6 @@ class DemoWorker:
         except OSError:
             return ""
         return "\n".join(f"    {line}" for line in text)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run a real dispatch on the embedded Tansu + Valkey, killing a worker mid-run",
-    )
-    p.add_argument("--workers", type=_at_least(2), default=3, help="worker processes (>= 2)")
-    p.add_argument("--tasks", type=_at_least(1), default=900, help="tasks to submit")
-    p.add_argument("--task-seconds", type=float, default=0.1, help="how long each task works")
-    p.add_argument("--partitions", type=_at_least(1), default=6)
-    p.add_argument("--concurrency", type=_at_least(1), default=2, help="handlers per worker")
-    p.add_argument("--session-ms", type=int, default=6000, help="group session timeout")
-    p.add_argument("--log-dir", type=Path, default=None, help="keep the workers' logs here")
-    p.set_defaults(func=run)
-
-
-def _at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        n = int(text)
-        if n < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
-        return n
-
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:

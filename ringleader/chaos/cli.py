@@ -9,6 +9,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from ringleader.chaos.args import FAULTS, add_parser  # noqa: F401  (re-exported: were here)
 from ringleader.chaos.backends.base import Backend, BackendError
 from ringleader.chaos.report import Report
 from ringleader.chaos.runner import Plan, ScenarioError
@@ -16,33 +17,6 @@ from ringleader.chaos.scenarios import SCENARIOS, by_name, run
 
 COLUMNS = ("scenario", "tasks", "refused", "lost", "dup_exec", "dup_records", "overlaps",
            "generation_s", "failover_s", "ok")  # fmt: skip
-FAULTS = ("drop-completions",)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("chaos", help="inject faults into a real group of workers, check invariants")
-    csub = p.add_subparsers(dest="chaos_command", required=True)
-    ls = csub.add_parser("list", help="name the scenarios")
-    ls.set_defaults(func=cmd_list)
-    r = csub.add_parser("run", help="run scenarios and print one report row each")
-    r.add_argument("scenarios", nargs="*", help="names from `chaos list` (default: all)")
-    r.add_argument("--backend", choices=("local", "compose"), default="local")
-    r.add_argument("--json", action="store_true", help="one JSON object per scenario")
-    r.add_argument("--dir", type=Path, default=None, help="local: keep stacks and logs here")
-    r.add_argument(
-        "--broker", choices=("kafka", "tansu"), default="kafka",
-        help="local: Apache Kafka (every scenario) or Tansu (those that apply to it)",
-    )  # fmt: skip
-    r.add_argument("--rate", type=float, default=Plan().rate, help="tasks submitted per second")
-    r.add_argument(
-        "--drain-timeout", type=float, default=Plan().drain_timeout,
-        help="seconds to wait for every accepted task after the load stops",
-    )  # fmt: skip
-    r.add_argument(
-        "--fault", choices=FAULTS, default=None,
-        help="run workers of a deliberately broken build (proves the suite catches it)",
-    )  # fmt: skip
-    r.set_defaults(func=cmd_run)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
