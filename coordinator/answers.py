@@ -34,6 +34,19 @@ from ringleader.coordinator.messages import (
 )
 from ringleader.coordinator.settings import MemberSettings
 
+# The follow-up rejoin of a move waits this long after the generation was applied: Tansu
+# answers followers' SyncGroups on a ~1 s tick and fails every pending one (after 5 s) when a
+# JoinGroup arrives before it (measured: rejoin at 0 s or 0.5 s fails them, at 1.2 s not).
+FOLLOWUP_SETTLE = 1.5
+# On a coordinator that answers followers' SyncGroups at once (CoordinatorFound.prompt_sync),
+# only long enough for their requests to be on the wire.
+PROMPT_SETTLE = 0.05
+# While a move is under way the others learn of its follow-up rebalance from a heartbeat:
+# beat this often for this long after applying such a generation, so that they rejoin at
+# once rather than up to a whole heartbeat interval later.
+MOVING_HEARTBEAT = 0.1
+MOVING_WINDOW = 5.0
+
 
 class MembershipProtocolError(RingleaderError):
     """The I/O layer fed an event the machine cannot be in a position to receive."""
@@ -57,6 +70,8 @@ class MembershipCore:
         self._rejoin_when_released = False  # a move is pending: rejoin once released
         self._followup_at = float("inf")  # leader: rejoin then (a reservation expires)
         self._applied_at = float("-inf")  # when the current generation was applied
+        self._settle = FOLLOWUP_SETTLE  # see CoordinatorFound.prompt_sync
+        self._moving_until = float("-inf")  # beat every MOVING_HEARTBEAT until then
         self._members: Mapping[str, bytes] = {}
         self._coordinator_known = False
         self._inflight: Request | None = None
@@ -91,6 +106,7 @@ class MembershipCore:
         if isinstance(ev, CoordinatorFound):
             self._expect(Request.FIND, ev)
             self._coordinator_known = True
+            self._settle = PROMPT_SETTLE if ev.prompt_sync else FOLLOWUP_SETTLE
             if self.state == State.FINDING_COORDINATOR:
                 self.state = State.JOINING
             elif self.state == State.STABLE:
@@ -201,7 +217,8 @@ class MembershipCore:
         self.assigned = new
         self.generation_protocol = ev.protocol
         self._applied_at = ev.now
-        self._next_heartbeat = self._last_contact + self.settings.heartbeat_interval
+        self._moving_until = ev.now + MOVING_WINDOW if ev.moving else float("-inf")
+        self._next_heartbeat = self._last_contact + self._heartbeat_interval(ev.now)
         # Assign first: the release then commits the moved partitions' final positions under
         # this generation (the broker refuses the previous one once this one exists).
         out.append(Assign(self.generation, self.assigned))
@@ -211,6 +228,10 @@ class MembershipCore:
             reason = f"moving to another member (generation {ev.generation})"
             out.append(Revoke(moved, reason, False))
 
+    def _heartbeat_interval(self, now: float) -> float:
+        hb = self.settings.heartbeat_interval
+        return min(hb, MOVING_HEARTBEAT) if now < self._moving_until else hb
+
     def _on_heartbeat(self, ev: HeartbeatResponse, out: list[Command]) -> None:
         err = ev.error
         s = self.settings
@@ -218,7 +239,7 @@ class MembershipCore:
             return  # the member fenced itself while this heartbeat was in flight
         if err == ErrorCode.NONE:
             self._last_contact = max(self._last_contact, ev.sent_at)
-            self._next_heartbeat = ev.sent_at + s.heartbeat_interval
+            self._next_heartbeat = ev.sent_at + self._heartbeat_interval(ev.now)
         elif err == ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
             self._rejoin(out, ev.now, "unknown member id", backoff=False, lost=True)

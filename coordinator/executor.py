@@ -175,11 +175,12 @@ class GroupExecutor:
     def _find(self, cmd: FindCoordinator) -> Event:
         try:
             found = self._client.find_coordinator(cmd.timeout)
+            prompt = self._client.answers_syncs_promptly()
         except _IO_ERRORS as e:
             log.info("find coordinator failed: %s", e)
             return self._failed(Request.FIND, e)
         log.info("coordinator of %s is %s", self.settings.group_id, found)
-        return CoordinatorFound(self._now())
+        return CoordinatorFound(self._now(), prompt_sync=prompt)
 
     def _join(self, cmd: SendJoin) -> Event:
         s = self.settings
@@ -327,7 +328,8 @@ class GroupExecutor:
             )
             return AssignmentRead(self._now(), cmd.generation, None)
         mine = tuple(sorted(assignment.partitions_of(cmd.member_id)))
-        return AssignmentRead(self._now(), cmd.generation, mine, assignment.protocol)
+        moving = bool(assignment.revoking)
+        return AssignmentRead(self._now(), cmd.generation, mine, assignment.protocol, moving)
 
     def _leave(self, cmd: SendLeave) -> Event:
         # The main connection may have been cut by abort(); leave on a fresh one.

@@ -24,7 +24,14 @@ The reactions to each request's answer are in `coordinator.answers` (`Membership
 
 from __future__ import annotations
 
-from ringleader.coordinator.answers import MembershipCore, MembershipProtocolError
+from ringleader.coordinator.answers import (
+    FOLLOWUP_SETTLE,
+    MOVING_HEARTBEAT,
+    MOVING_WINDOW,
+    PROMPT_SETTLE,
+    MembershipCore,
+    MembershipProtocolError,
+)
 from ringleader.coordinator.messages import (
     TERMINAL_STATES,
     Assign,
@@ -46,13 +53,16 @@ from ringleader.coordinator.messages import (
     Tick,
 )
 
-__all__ = ["Membership", "MembershipProtocolError"]
+__all__ = [
+    "FOLLOWUP_SETTLE",
+    "MOVING_HEARTBEAT",
+    "MOVING_WINDOW",
+    "PROMPT_SETTLE",
+    "Membership",
+    "MembershipProtocolError",
+]
 
 _MIN_REQUEST_TIMEOUT = 0.05
-# The follow-up rejoin of a move waits this long after the generation was applied: Tansu
-# answers followers' SyncGroups on a ~1 s tick and fails every pending one (after 5 s) when a
-# JoinGroup arrives before it (measured: rejoin at 0 s or 0.5 s fails them, at 1.2 s not).
-FOLLOWUP_SETTLE = 1.5
 
 
 class Membership(MembershipCore):
@@ -91,7 +101,7 @@ class Membership(MembershipCore):
                 times.append(max(self._wake_at, self._next_heartbeat))
                 times.append(max(self._wake_at, self._followup_at))
                 if self._rejoin_when_released and not self.releasing:
-                    times.append(max(self._wake_at, self._applied_at + FOLLOWUP_SETTLE))
+                    times.append(max(self._wake_at, self._applied_at + self._settle))
             elif self.state in (State.STABLE, State.FINDING_COORDINATOR, State.JOINING):
                 times.append(self._wake_at)
         return min(times) if times else None
@@ -227,7 +237,7 @@ class Membership(MembershipCore):
             return
         s = self.settings
         if self.state == State.STABLE:
-            settled = now >= self._applied_at + FOLLOWUP_SETTLE
+            settled = now >= self._applied_at + self._settle
             if self._rejoin_when_released and not self.releasing and settled:
                 # The second step of a move: the leader can now give them to their new owner.
                 self._rejoin(out, now, "released partitions for their new owners", backoff=False)

@@ -74,6 +74,9 @@ class Tick:
 @dataclass(frozen=True)
 class CoordinatorFound:
     now: float
+    # The coordinator answers every follower's SyncGroup as soon as the leader's arrives
+    # (Apache Kafka); False when not known to (Tansu answers them on a tick).
+    prompt_sync: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class AssignmentRead:
     generation: int
     partitions: tuple[int, ...] | None
     protocol: str = "eager"
+    # Some member releases partitions in this generation: a follow-up rebalance is coming.
+    moving: bool = False
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ from ringleader.security import KafkaSecurity
 __all__ = ["Connection", "GroupClient", "find_coordinator"]
 
 
+_CONSUMER_GROUP_HEARTBEAT = 68  # API key
+
+
 class GroupClient:
     """The group requests of one member, on one connection to its group coordinator."""
 
@@ -83,6 +86,13 @@ class GroupClient:
                 old.close()
         self.coordinator = found
         return found
+
+    def answers_syncs_promptly(self) -> bool:
+        """Whether the coordinator is known to answer every follower's SyncGroup as soon as
+        the leader's arrives. Told by its API versions: ConsumerGroupHeartbeat (key 68,
+        KIP-848) is offered by Apache Kafka's group coordinator since 3.7, which does; not by
+        Tansu, which answers them on a tick. Unknown brokers count as not (the safe wait)."""
+        return _CONSUMER_GROUP_HEARTBEAT in self._connection().api_versions()
 
     def _connection(self) -> Connection:
         self._check_open()
