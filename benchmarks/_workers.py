@@ -69,6 +69,7 @@ def start_worker(
     *,
     app: str = COUNTING_APP,
     cwd: Path = ROOT,
+    log_level: str = "INFO",
 ) -> WorkerProc:
     log = log_dir / f"{name}.log"
     fh = open(log, "wb")  # noqa: SIM115 - the child owns it for its lifetime
@@ -76,7 +77,7 @@ def start_worker(
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "ringleader.worker.run", app, "--id", name),
-                *("--concurrency", str(concurrency), "--log-level", "INFO"),
+                *("--concurrency", str(concurrency), "--log-level", log_level),
             ],
             cwd=cwd,
             env=dict(env),

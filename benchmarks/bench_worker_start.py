@@ -93,7 +93,7 @@ def first_task_at(r: redis.Redis[bytes], ns: str, pid: int, deadline: float) -> 
 def trial(s: AppSettings, env: dict[str, str], w1: WorkerProc, log_dir: Path, i: int) -> Trial:
     r: redis.Redis[bytes] = redis.Redis.from_url(s.redis)
     launched = time.time()
-    w2 = start_worker(f"w2-{i}", env, log_dir, 4)
+    w2 = start_worker(f"w2-{i}", env, log_dir, 4, log_level=env.get("BENCH_LOG_LEVEL", "INFO"))
     try:
         first = first_task_at(r, s.namespace, w2.proc.pid, time.monotonic() + 60)
         phases = phase_times(w2, launched)

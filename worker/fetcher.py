@@ -148,6 +148,7 @@ class Fetcher:
 
     def _loop(self) -> None:
         every = _Timers(self._settings.commit_interval)
+        self._flow.warm(self._request_timeout)  # while the member joins the group
         while not self._stop.is_set():
             self._apply_control()
             self._producers.poll()
