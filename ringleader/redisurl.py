@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.connection import parse_url
-
 from ringleader.errors import ConfigError
 
 __all__ = ["check_redis_url", "redact", "redacted_repr"]
@@ -82,6 +80,11 @@ def check_redis_url(value: object, *, setting: str = "redis") -> None:
             "(redis://host:port/N)",
             setting=setting,
         )
+    # Imported here, not at the top: `import redis` loads redis.asyncio and asyncio too (0.15-
+    # 0.25 s on the 2-core VM), which `import ringleader.worker.run` and a module that only
+    # declares an App need not pay; the first settings checked pay it.
+    from redis.connection import parse_url
+
     try:
         parse_url(value)  # the database number and query options, as the connection reads them
     except ValueError as e:

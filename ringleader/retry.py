@@ -12,18 +12,30 @@ state (tenacity's own jitter draws from the global `random`).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, field
-
-import tenacity
+from typing import TYPE_CHECKING
 
 from ringleader.errors import ConfigError
 
+if TYPE_CHECKING:
+    import tenacity
+
 __all__ = ["Backoff", "RetryPolicy"]
 
-# tenacity wait strategies read only the attempt number from their RetryCallState.
-_RETRYING = tenacity.Retrying()
+
+@functools.cache
+def _retrying() -> tenacity.Retrying:
+    """What a RetryCallState hangs on: tenacity wait strategies read only its attempt number.
+
+    tenacity is imported here and in `Backoff.delay`, when a first delay is computed, not with
+    this module, which every App and worker imports (about 10 ms on the 2-core VM).
+    """
+    import tenacity
+
+    return tenacity.Retrying()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +63,12 @@ class Backoff:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if attempt < 1:
             raise ValueError(f"attempt must be >= 1, got {attempt}")
+        import tenacity  # lazy (see _retrying)
+
         wait = tenacity.wait_exponential(
             multiplier=self.initial, max=self.maximum, exp_base=self.exp_base
         )
-        state = tenacity.RetryCallState(_RETRYING, fn=None, args=(), kwargs={})
+        state = tenacity.RetryCallState(_retrying(), fn=None, args=(), kwargs={})
         state.attempt_number = attempt
         return min(wait(state) + rng.uniform(0, self.jitter), self.maximum)
 

@@ -10,7 +10,6 @@ pass through.
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import random
 import threading
 from collections.abc import Callable
@@ -200,6 +199,8 @@ def call_with_timeout(fn: Callable[[], T], timeout: float | None, name: str) -> 
     with lock:
         if not box:
             if thread.ident is not None:
+                import ctypes  # lazy: only a timed-out task needs it, not every worker's start
+
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(thread.ident), ctypes.py_object(_Abandoned)
                 )
