@@ -69,3 +69,23 @@ def joined_follower(
     assign = only(m.handle(AssignmentRead(clock(0.01), gen, partitions)), Assign)
     assert assign == Assign(gen, partitions)
     assert m.state == State.STABLE
+
+
+def join(
+    m: Membership,
+    clock: Clock,
+    parts: tuple[int, ...],
+    gen: int,
+    protocol: str = "cooperative",
+    *,
+    leader: str = "m0",
+    moving: bool = False,
+) -> list[Command]:
+    """From JOINING (a SendJoin just emitted) to the read of generation `gen`, as member m1;
+    the commands the read gives."""
+    sent = clock()
+    jr = JoinResponse(clock(0.05), sent, ErrorCode.NONE, gen, "m1", leader, "roundrobin")
+    only(m.handle(jr), SendSync)
+    sent = clock()
+    only(m.handle(SyncResponse(clock(0.05), sent, ErrorCode.NONE, b"ptr")), ReadAssignment)
+    return list(m.handle(AssignmentRead(clock(0.01), gen, parts, protocol, moving)))

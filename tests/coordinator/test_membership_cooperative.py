@@ -36,27 +36,9 @@ from ringleader.coordinator.messages import (
     SyncResponse,
     Tick,
 )
-from tests.coordinator.membership_kit import SETTINGS, Clock, kinds, only
+from tests.coordinator.membership_kit import SETTINGS, Clock, join, kinds, only
 
 COOP = "cooperative"
-
-
-def join(
-    m: Membership,
-    clock: Clock,
-    parts: tuple[int, ...],
-    gen: int,
-    protocol: str = COOP,
-    *,
-    leader: str = "m0",
-) -> list[object]:
-    """From JOINING (a SendJoin just emitted) to the read of generation `gen`."""
-    sent = clock()
-    jr = JoinResponse(clock(0.05), sent, ErrorCode.NONE, gen, "m1", leader, "roundrobin")
-    only(m.handle(jr), SendSync)
-    sent = clock()
-    only(m.handle(SyncResponse(clock(0.05), sent, ErrorCode.NONE, b"ptr")), ReadAssignment)
-    return list(m.handle(AssignmentRead(clock(0.01), gen, parts, protocol)))
 
 
 def stable(

@@ -21,36 +21,19 @@ from ringleader.coordinator.membership import (
 )
 from ringleader.coordinator.messages import (
     Assign,
-    AssignmentRead,
     CoordinatorFound,
     HeartbeatResponse,
-    JoinResponse,
-    ReadAssignment,
     Released,
     Revoke,
     SendHeartbeat,
     SendJoin,
-    SendSync,
     Start,
     State,
-    SyncResponse,
     Tick,
 )
-from tests.coordinator.membership_kit import SETTINGS, Clock, only
+from tests.coordinator.membership_kit import SETTINGS, Clock, join, only
 
 COOP = "cooperative"
-
-
-def read(
-    m: Membership, clock: Clock, parts: tuple[int, ...], gen: int, *, moving: bool = False
-) -> list[object]:
-    """From a SendJoin just emitted to the read of generation `gen`."""
-    sent = clock()
-    jr = JoinResponse(clock(0.05), sent, ErrorCode.NONE, gen, "m1", "m0", "roundrobin")
-    only(m.handle(jr), SendSync)
-    sent = clock()
-    only(m.handle(SyncResponse(clock(0.05), sent, ErrorCode.NONE, b"ptr")), ReadAssignment)
-    return list(m.handle(AssignmentRead(clock(0.01), gen, parts, COOP, moving)))
 
 
 def stable(parts: tuple[int, ...], *, prompt_sync: bool) -> tuple[Membership, Clock]:
@@ -58,7 +41,7 @@ def stable(parts: tuple[int, ...], *, prompt_sync: bool) -> tuple[Membership, Cl
     clock = Clock()
     only(m.handle(Start(clock())), object)
     only(m.handle(CoordinatorFound(clock(0.01), prompt_sync=prompt_sync)), SendJoin)
-    assert read(m, clock, parts, 1) == [Assign(1, parts)]
+    assert join(m, clock, parts, 1) == [Assign(1, parts)]
     assert m.state == State.STABLE
     return m, clock
 
@@ -87,7 +70,7 @@ def test_the_releasing_member_rejoins_after_the_settle_its_coordinator_needs(
     only(m.handle(Tick(clock(1.0))), SendHeartbeat)
     sent = clock()
     only(m.handle(HeartbeatResponse(clock(0.01), sent, ErrorCode.REBALANCE_IN_PROGRESS)), SendJoin)
-    cmds = read(m, clock, (0, 2), 2, moving=True)
+    cmds = join(m, clock, (0, 2), 2, moving=True)
     assert cmds == [
         Assign(2, (0, 2)),
         Revoke((1,), "moving to another member (generation 2)", False),
@@ -115,7 +98,7 @@ def test_while_a_move_is_fresh_the_others_beat_often_then_at_the_interval_again(
     sent = clock()
     only(m.handle(HeartbeatResponse(clock(0.01), sent, ErrorCode.REBALANCE_IN_PROGRESS)), SendJoin)
     # A bystander of the move (keeps 3 and 4; someone else releases a partition).
-    assert read(m, clock, (3, 4), 2, moving=True) == [Assign(2, (3, 4))]
+    assert join(m, clock, (3, 4), 2, moving=True) == [Assign(2, (3, 4))]
     applied = clock()
     beats = []
     while clock() < applied + MOVING_WINDOW - 0.2:
@@ -131,6 +114,6 @@ def test_a_generation_that_moves_nothing_keeps_the_interval() -> None:
     only(m.handle(Tick(clock(1.0))), SendHeartbeat)
     sent = clock()
     only(m.handle(HeartbeatResponse(clock(0.01), sent, ErrorCode.REBALANCE_IN_PROGRESS)), SendJoin)
-    assert read(m, clock, (3, 4), 2) == [Assign(2, (3, 4))]
+    assert join(m, clock, (3, 4), 2) == [Assign(2, (3, 4))]
     next_beat_after(m, clock)
     assert next_beat_after(m, clock) == pytest.approx(SETTINGS.heartbeat_interval, abs=0.02)
