@@ -1,4 +1,4 @@
-"""The fetch loop's lanes on the consumer: which are assigned, which are paused, their lag.
+"""The fetch loop's consumer and its lanes: which are assigned, which are paused, their lag.
 
 `FetchGate` (pure, in `worker.lanes`) decides which lanes to hold back from the tasks held in
 memory and the levels with lag; this applies its decision to the confluent-kafka Consumer and
@@ -9,11 +9,14 @@ fetches (no request of its own). Only the poll thread calls it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from ringleader import logs
 from ringleader.worker.lanes import FetchGate, LaneTopics, Level, level_of
 
 log = logging.getLogger("ringleader.worker")
@@ -23,6 +26,25 @@ log = logging.getLogger("ringleader.worker")
 LAG_EVERY = 0.05
 # A lane behind its watermark that makes no progress this long no longer holds others back.
 LAG_STALE = 2.0
+
+
+def fetch_consumer(rk: dict[str, Any]) -> Consumer:
+    """The worker's consumer, on top of the cluster's librdkafka settings `rk`: it reads only
+    the partitions it is given (assign()) and never commits (the OffsetCommitter does)."""
+    return Consumer(
+        {
+            **rk,
+            **logs.librdkafka(),
+            # librdkafka insists on a group id; with assign() it never joins or commits.
+            "group.id": f"ringleader-worker-fetch-{os.urandom(6).hex()}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+            "queued.max.messages.kbytes": 32768,
+        }
+    )
 
 
 class LaneFlow:

@@ -1,7 +1,7 @@
 """Threads of a worker: a bounded pool of handler threads and the completion flusher.
 
-Handler threads take tasks from the `SchedulingQueue` and run them. A finished task is handed
-to the flusher, which records the completions of every thread in one Redis round trip
+Handler threads take begun tasks from the starter's `ReadyQueue` and run them. A finished
+task is handed to the flusher, which records the completions of every thread in one Redis round trip
 (`ResultStore.write`) — group commit. A task starts only with a slot of the `RecordWindow`,
 which the flusher gives back once its completion is recorded, so at any moment at most
 `window` tasks of this worker have run without their completion being recorded: the bound on
@@ -16,16 +16,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import redis
 
 from ringleader.worker.book import Fetched
-from ringleader.worker.queues import QueuedTask, SchedulingQueue
 from ringleader.worker.results import CompletionWrite, ResultStore, RetryWrite, RunOf, Status
 
 log = logging.getLogger("ringleader.worker.pool")
 
 _POP_WAIT = 0.2
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class RecordWindow:
@@ -76,14 +78,23 @@ class RecordWindow:
             self._cond.notify_all()
 
 
-class HandlerPool:
-    """`concurrency` daemon threads calling `run(task)` for each task popped from `queue`."""
+class Source(Protocol[T_co]):
+    """What handler threads pop from: a `SchedulingQueue` or the starter's `ReadyQueue`."""
+
+    def pop(self, now: float, timeout: float | None = None) -> T_co | None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class HandlerPool(Generic[T]):
+    """`concurrency` daemon threads calling `run(item)` for each item popped from `queue`."""
 
     def __init__(
         self,
-        queue: SchedulingQueue,
+        queue: Source[T],
         concurrency: int,
-        run: Callable[[QueuedTask], None],
+        run: Callable[[T], None],
         *,
         clock: Callable[[], float] = time.time,
         name: str = "ringleader-handler",
@@ -113,7 +124,7 @@ class HandlerPool:
             except Exception:
                 # run() handles task failures itself; this is a bug in the runtime. Keep the
                 # thread alive: the task's offset stays pending and is redelivered later.
-                log.exception("handler crashed on %s/%s", task.partition, task.offset)
+                log.exception("handler crashed")
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -175,6 +175,17 @@ class SchedulingQueue:
                 return heapq.heappop(self._active)[2]
             return None
 
+    def pop_many(self, now: float, n: int, timeout: float | None = None) -> list[QueuedTask]:
+        """Up to `n` tasks in priority order: one as `pop` gives it, then those ready now."""
+        first = self.pop(now, timeout)
+        if first is None:
+            return []
+        out = [first]
+        with self._cond:
+            while len(out) < n and self._active:
+                out.append(heapq.heappop(self._active)[2])
+        return out
+
     # --- revocation and shutdown --------------------------------------------------------------
 
     def drain_partition(self, partition: int) -> list[QueuedTask]:

@@ -1,9 +1,8 @@
-"""The task runner: what a handler thread does with a task, and what follows its record.
+"""The task runner: what a handler thread does with a begun task, and what follows its record.
 
-A task starts only with a slot of the record window and a claim in the partition book (its
-partition still held in the epoch it was fetched under, and the member's session lease still
-valid). Its outcome decides the rest: a success, retry or dead letter goes to the flusher,
-whose record marks the offset done; a task whose downstream is unavailable is parked.
+The starter (`worker.starter`) claims a task and records its start; a handler runs it here.
+Its outcome decides the rest: a success, retry or dead letter goes to the flusher, whose
+record marks the offset done; a task whose downstream is unavailable is parked.
 """
 
 from __future__ import annotations
@@ -13,16 +12,11 @@ import functools
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
-
-import redis
 
 from ringleader.worker import envelope as envelope_mod
 from ringleader.worker.app import App
-from ringleader.worker.begin_batcher import BeginBatcher
-from ringleader.worker.book import Claim, Fetched, PartitionBook, Undecodable
+from ringleader.worker.book import Fetched, PartitionBook, Undecodable
 from ringleader.worker.envelope import DeadLetterRecord, EventKind
 from ringleader.worker.errors import CANCELLED_TYPE
 from ringleader.worker.execute import (
@@ -38,31 +32,23 @@ from ringleader.worker.isolation import Isolation, OwnRuns
 from ringleader.worker.lanes import LaneTopics, level_of, partition_of
 from ringleader.worker.ledger import (
     Begin,
-    BeginRequest,
     TaskLedger,
     Verdict,
     describe_crashes,
 )
 from ringleader.worker.pool import Finished, Flusher, RecordWindow
 from ringleader.worker.producers import TaskEvents, WorkerProducers
-from ringleader.worker.queues import QueuedTask, SchedulingQueue
+from ringleader.worker.queues import SchedulingQueue
+from ringleader.worker.ready import Ready, ReadyQueue
 from ringleader.worker.results import CompletionWrite, RetryWrite, Status
 
 log = logging.getLogger("ringleader.worker")
 
-# How soon a task that found the member's session lease lapsed asks again (seconds).
+# How soon a task whose claim lapsed asks again (seconds).
 LEASE_RECHECK = 0.1
 # How soon a task whose run is in progress on another live worker asks again (seconds).
 RUNNING_ELSEWHERE_RECHECK = 1.0
-# How long a suspect waits for the other runs' records before it runs alone (seconds).
-ISOLATION_FLUSH_TIMEOUT = 10.0
 _SKIPPED = {Verdict.DONE: "already completed", Verdict.STALE: "was a copy of an attempt that ran"}
-
-
-class Lease(Protocol):
-    def owns(self, partition: int) -> bool:
-        """Whether a task of `partition` may start now (assigned, session lease valid)."""
-        ...
 
 
 class TaskRunner:
@@ -73,9 +59,9 @@ class TaskRunner:
         *,
         book: PartitionBook,
         lock: threading.Condition,
-        lease: Lease,
         ledger: TaskLedger,
         queue: SchedulingQueue,
+        ready: ReadyQueue,
         window: RecordWindow,
         producers: WorkerProducers,
         events: TaskEvents,
@@ -86,119 +72,65 @@ class TaskRunner:
         self._worker_id = worker_id
         self._book = book
         self._lock = lock
-        self._lease = lease
-        self._begins = BeginBatcher(ledger, clock)
         self._ledger = ledger
         self._record_starts = ledger.crash_limit > 0
         self._queue = queue
+        self._ready = ready
         self._window = window
         self._producers = producers
         self._events = events
         self._lanes = LaneTopics(tasks_topic)
         self._clock = clock
         self._rngs = threading.local()
-        self._isolation = Isolation()
-        self._runs = OwnRuns()
+        self.isolation = Isolation()  # shared with the starter
+        self.runs = OwnRuns()
         self.flusher: Flusher | None = None  # set once built (it calls back `after_record`)
         self.executed = 0
 
     # ---- handler threads --------------------------------------------------------------
 
-    def run(self, qt: QueuedTask) -> None:
-        """Run one task popped from the queue (a handler thread)."""
-        assert isinstance(qt, Fetched)
-        if not self._window.acquire():
-            return  # stopping
-        handed = False
+    def run(self, item: Ready) -> None:
+        """Run one begun task popped from the ready queue (a handler thread)."""
+        task, begin = item.task, item.begin
+        started = self._clock()
+        ran = handed = False
         try:
-            handed = self._run_claimed(qt)
+            if self._record_starts and not self._ledger.claim_held(begin.epoch):
+                # Paused or cut off past the alive TTL while it waited for this thread:
+                # another worker may run it now.
+                log.warning("task %s lost its claim before it ran", task.envelope.id)
+                self._ledger.abandon(task.envelope.id)
+                self.release(task)
+                self._queue.push_backoff(task, self._clock() + LEASE_RECHECK)
+            else:
+                ran = True
+                handed = self._execute(task, begin.epoch)
         finally:
-            if not handed:
-                self._window.release()
+            self._end(item, handed)
+            self._ready.ended(self._clock() - started if ran else None)
 
-    def _claim(self, task: Fetched) -> bool:
-        with self._lock:
-            # The lease is read under the book's lock, so a revoke cannot slip between the
-            # check and the in-flight count that the revoke waits for.
-            owned = self._lease.owns(partition_of(task.partition))
-            claim = self._book.claim(task, owned, self._clock())
-        if claim is Claim.WAIT:
-            log.debug("lease lapsed; %s/%d waits", task.partition, task.offset)
-            self._queue.push_backoff(task, self._clock() + LEASE_RECHECK)
-        elif claim is Claim.STALE:
-            log.debug("dropping %s/%d: partition not held", task.partition, task.offset)
-        return claim is Claim.CLAIMED
+    def discard(self, item: Ready) -> None:
+        """A begun task no handler took (the worker stops): its start is removed, so that it
+        does not count as a crash, and its offset stays pending for its next owner."""
+        if self._record_starts:
+            self._ledger.abandon(item.task.envelope.id)
+        self.release(item.task)
+        self._end(item, handed=False)
 
-    def _release(self, task: Fetched) -> None:
+    def _end(self, item: Ready, handed: bool) -> None:
+        if item.alone:
+            self.isolation.leave_alone()
+        else:
+            self.isolation.leave()
+        if not handed:
+            self.runs.drop(item.task.envelope.id)
+            self._window.release()
+
+    def release(self, task: Fetched) -> None:
+        """Give a claimed task back to the book (it did not run to an outcome)."""
         with self._lock:
             self._book.release(task)
             self._lock.notify_all()
-
-    def _run_claimed(self, task: Fetched) -> bool:
-        """Run a task holding a window slot; True when the slot went to the flusher with the
-        task's outcome (else the caller gives it back)."""
-        if not self._claim(task):
-            return False
-        if not self._runs.reserve(task.envelope.id):
-            # Another copy of it (put on a topic twice) runs in this very process: its start
-            # field is this process's own, which the begin script cannot tell from a retry
-            # of a begin whose reply was lost. Ask again once that run is recorded.
-            log.info("task %s runs in this process already; this copy waits", task.envelope.id)
-            self._release(task)
-            self._queue.push_backoff(task, self._clock() + RUNNING_ELSEWHERE_RECHECK)
-            return False
-        handed = False
-        try:
-            handed = self._begin_and_run(task)
-        finally:
-            if not handed:
-                self._runs.drop(task.envelope.id)
-        return handed
-
-    def _begin_and_run(self, task: Fetched) -> bool:
-        # A start is recorded only inside the isolation, so that no run's start is open
-        # while a suspect runs alone.
-        self._isolation.enter()
-        try:
-            begin = self._begin(task, alone=False)
-            if begin is not None and begin.verdict is Verdict.RUN:
-                return self._execute(self._with_attempt(task, begin), begin.epoch)
-        finally:
-            self._isolation.leave()
-        if begin is not None and begin.verdict is Verdict.SUSPECT:
-            return self._run_alone(task, begin)
-        if begin is None:
-            self._release(task)
-            return False
-        return self._not_run(task, begin)
-
-    def _run_alone(self, task: Fetched, suspect: Begin) -> bool:
-        log.warning(
-            "task %s (%s) crashed its worker before (%s); running it again, alone",
-            task.envelope.id,
-            task.envelope.name,
-            describe_crashes(suspect.crashes),
-        )
-        self._isolation.enter_alone()
-        try:
-            # Every earlier run's outcome recorded first: none of their starts stays open.
-            self._flusher().wait_idle(ISOLATION_FLUSH_TIMEOUT)
-            begin = self._begin(task, alone=True)
-            if begin is not None and begin.verdict is Verdict.RUN:
-                return self._execute(self._with_attempt(task, begin), begin.epoch)
-        finally:
-            self._isolation.leave_alone()
-        if begin is None:
-            self._release(task)
-            return False
-        return self._not_run(task, begin)
-
-    @staticmethod
-    def _with_attempt(task: Fetched, begin: Begin) -> Fetched:
-        if begin.attempt == task.envelope.attempt:
-            return task
-        env = dataclasses.replace(task.envelope, attempt=begin.attempt)
-        return dataclasses.replace(task, envelope=env)
 
     def _execute(self, task: Fetched, epoch: int) -> bool:
         flusher = self._flusher()
@@ -218,7 +150,7 @@ class TaskRunner:
             log.warning("task %s stopped at a checkpoint: %s", env.id, outcome.reason)
             self._ledger.abandon(env.id)  # its new owner must not wait on this stopped run
             flusher.abandoned(env.id)
-            self._release(task)
+            self.release(task)
             self._queue.push_backoff(task, now + LEASE_RECHECK)
             return False
         if isinstance(outcome, Cancelled):
@@ -250,7 +182,7 @@ class TaskRunner:
         if isinstance(outcome, Unschedulable):
             flusher.status(env.id, Status.UNSCHEDULABLE)
             self._queue.push_unschedulable(task, outcome.service, outcome.retry_at, now)
-            self._release(task)
+            self.release(task)
             return False
         assert isinstance(outcome, DeadLetter)
         if outcome.error_type is not None:
@@ -260,25 +192,9 @@ class TaskRunner:
             task, outcome.reason, outcome.error_type, outcome.error, claimed=True
         )
 
-    def _begin(self, task: Fetched, *, alone: bool) -> Begin | None:
-        """Record the run's start (durably, before it runs); None when the worker stops or
-        the partition is lost while Redis does not answer."""
-        env = task.envelope
-        if not self._record_starts:
-            # Quarantine off: the attempt travels in the envelope (a parked retry carries it).
-            return Begin(Verdict.RUN, attempt=env.attempt)
-        backoff = 0.05
-        while True:
-            try:
-                return self._begins.begin(BeginRequest(env.id, env.name, env.attempt, alone))
-            except redis.RedisError as e:
-                log.warning("recording the start of %s failed (%s); retrying", env.id, e)
-            if self._queue.closed or not self._lease.owns(partition_of(task.partition)):
-                return None
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-
-    def _not_run(self, task: Fetched, begin: Begin) -> bool:
+    def not_run(self, task: Fetched, begin: Begin) -> bool:
+        """A claimed task the ledger said not to run: True when its window slot went to the
+        flusher with a record (else the caller gives it back)."""
         env = task.envelope
         if begin.verdict is Verdict.QUARANTINE:
             n = len(begin.crashes)
@@ -297,7 +213,7 @@ class TaskRunner:
             return True
         if begin.verdict is Verdict.WAIT:
             log.info("task %s is running on another live worker; waiting for it", env.id)
-            self._release(task)
+            self.release(task)
             self._queue.push_backoff(task, self._clock() + RUNNING_ELSEWHERE_RECHECK)
             return False
         # DONE or STALE: its outcome (or its next attempt) is recorded; nothing to run.
@@ -381,7 +297,7 @@ class TaskRunner:
             self._lock.notify_all()
         for item in items:
             if item.holds_slot:  # a handler's run (a claimed task): it ended, recorded
-                self._runs.drop(item.task.envelope.id)
+                self.runs.drop(item.task.envelope.id)
         for item in items:
             env = item.task.envelope
             if not item.recorded:

@@ -4,7 +4,8 @@ The parts, one thread (or pool) each, sharing one lock around the pure `Partitio
 * `Member` (coordinator) heartbeats and calls the `RebalanceHandler` when the member is
   assigned, revoked or fenced;
 * the `Fetcher` (poll thread) owns the confluent-kafka Consumer and feeds the queue;
-* the `HandlerPool` runs tasks through the `TaskRunner`;
+* the `Starter` claims tasks and records their starts; the `HandlerPool` runs them through
+  the `TaskRunner`;
 * the `Flusher` records completions in batches, then the runner marks their offsets done;
 * the `OffsetCommitter` reads and commits positions on one group-coordinator connection;
 * `Registration` keeps the worker's lease in the registry.
@@ -24,7 +25,6 @@ import redis
 from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
-from ringleader import logs
 from ringleader.coordinator.errors import ConfigError
 from ringleader.coordinator.member import Member
 from ringleader.coordinator.metadata import MemberMetadata
@@ -36,6 +36,7 @@ from ringleader.worker.book import PartitionBook
 from ringleader.worker.committer import OffsetCommitter
 from ringleader.worker.delayed import DelayedSet
 from ringleader.worker.fetcher import BatchStates, Fetcher
+from ringleader.worker.flow import fetch_consumer
 from ringleader.worker.health import RedisProbe, preflight
 from ringleader.worker.keeper import LedgerKeeper
 from ringleader.worker.lanes import busiest, partitions_of
@@ -44,11 +45,13 @@ from ringleader.worker.namespace import ensure_topics
 from ringleader.worker.pool import Flusher, HandlerPool, RecordWindow
 from ringleader.worker.producers import TaskEvents, WorkerProducers
 from ringleader.worker.queues import SchedulingQueue
+from ringleader.worker.ready import Ready, ReadyQueue
 from ringleader.worker.rebalance import RebalanceHandler
 from ringleader.worker.registration import Registration, eviction_backend
 from ringleader.worker.results import ResultStore, RunOf
 from ringleader.worker.runner import TaskRunner
 from ringleader.worker.settings import WorkerSettings, member_settings_from_env
+from ringleader.worker.starter import Starter
 
 __all__ = ["BatchStates", "Worker", "WorkerSettings", "member_settings_from_env"]
 
@@ -67,7 +70,8 @@ class _Parts:
     committer: OffsetCommitter
     runner: TaskRunner
     flusher: Flusher
-    pool: HandlerPool
+    starter: Starter
+    pool: HandlerPool[Ready]
     fetcher: Fetcher
     registration: Registration
     member: Member
@@ -150,6 +154,7 @@ class Worker:
         parts.keeper.start()
         parts.flusher.start()
         parts.pool.start()
+        parts.starter.start()
         parts.fetcher.start()
         parts.registration.start()
         parts.member.start()
@@ -187,20 +192,7 @@ class Worker:
             crash_limit=self.settings.crash_limit,
             ttl=s.result_ttl,
         )
-        consumer = Consumer(
-            {
-                **rk,
-                **logs.librdkafka(),
-                # librdkafka insists on a group id; with assign() it never joins or commits.
-                "group.id": f"ringleader-worker-fetch-{os.urandom(6).hex()}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 100,
-                "queued.max.messages.kbytes": 32768,
-            }
-        )
+        consumer = fetch_consumer(rk)
         member = Member(
             s.bootstrap,
             self.member_settings,
@@ -227,14 +219,17 @@ class Worker:
             settle=producers.settle,
             security=s.security,
         )
+        # Half the window begun ahead at most: the other half holds runs being recorded.
+        ahead = max(self.concurrency, self.record_window // 2)
+        ready = ReadyQueue(self.concurrency, self._clock, most=ahead)
         runner = TaskRunner(
             self.app,
             self.worker_id,
             book=self._book,
             lock=self._lock,
-            lease=member,
             ledger=ledger,
             queue=self._queue,
+            ready=ready,
             window=self._window,
             producers=producers,
             events=TaskEvents(producers, self.worker_id, self._task_metrics),
@@ -288,8 +283,12 @@ class Worker:
             drain_timeout=self.settings.drain_timeout,
             on_fatal=self._fail,
         )
-        pool = HandlerPool(self._queue, self.concurrency, runner.run, clock=self._clock)
-        return _Parts(producers, consumer, committer, runner, flusher, pool, fetcher,
+        starter = Starter(
+            runner, flusher, book=self._book, lock=self._lock, lease=member, ledger=ledger,
+            queue=self._queue, ready=ready, window=self._window, clock=self._clock,
+        )  # fmt: skip
+        pool = HandlerPool(ready, self.concurrency, runner.run, clock=self._clock)
+        return _Parts(producers, consumer, committer, runner, flusher, starter, pool, fetcher,
                       registration, member, rebalance, ledger, keeper)  # fmt: skip
 
     def run(self) -> None:
@@ -345,6 +344,7 @@ class Worker:
         parts.member.close(left())
         parts.fetcher.stop(left())
         self._queue.close()
+        parts.starter.stop(left(5.0))
         parts.flusher.close(left(10.0))
         parts.pool.join(max(0.1, min(5.0, deadline - time.monotonic())))
         parts.keeper.stop(left(5.0))
