@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined, unused-ignore]
+    AdminClient,
+    ClusterMetadata,
+    TopicMetadata,
+)
 
 from ringleader.coordinator.topics import ensure_topic
 from ringleader.errors import ConfigError
@@ -14,31 +18,48 @@ def replication_for(settings: AppSettings, timeout: float = 10.0) -> int:
     """Three replicas where the cluster has three brokers or more, else one per broker."""
     config: dict[str, str | int | float | bool] = {**settings.librdkafka_config()}
     admin = AdminClient(config)
-    brokers = len(admin.list_topics(timeout=timeout).brokers)
-    return max(1, min(3, brokers))
+    return _replication(admin.list_topics(timeout=timeout))
+
+
+def _replication(md: ClusterMetadata) -> int:
+    return max(1, min(3, len(md.brokers)))
 
 
 def ensure_topics(settings: AppSettings, timeout: float = 30.0) -> None:
     """Idempotent: existing topics are left as they are."""
     t = topics(settings.namespace)
-    rf = replication_for(settings)
+    logs = (t.assignments, t.batches, t.dead_letter, t.events)
+    admin = AdminClient({**settings.librdkafka_config()})
+    md = admin.list_topics(timeout=min(timeout, 10.0))
+    if all(_usable(md.topics.get(name)) for name in (*t.lanes.all(), *logs)):
+        # The usual start, in a namespace that exists: one metadata read, no client per topic.
+        _check_co_partitioned(settings, t.lanes.all(), md)
+        return
+    rf = _replication(md)
     sec = settings.security
     # One task topic per priority level, co-partitioned (see worker.lanes).
     for name in t.lanes.all():
         ensure_topic(
             settings.bootstrap, name, settings.partitions, rf, timeout=timeout, security=sec
         )
-    _check_co_partitioned(settings, t.lanes.all(), timeout)
+    _check_co_partitioned(settings, t.lanes.all(), admin.list_topics(timeout=min(timeout, 10.0)))
     # The logs are read whole, in order: one partition each.
-    for name in (t.assignments, t.batches, t.dead_letter, t.events):
+    for name in logs:
         ensure_topic(settings.bootstrap, name, 1, rf, timeout=timeout, security=sec)
 
 
-def _check_co_partitioned(settings: AppSettings, names: tuple[str, ...], timeout: float) -> None:
+def _usable(topic: TopicMetadata | None) -> bool:
+    """Created, and every partition has a leader (what `ensure_topic` waits for)."""
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    return all(p.leader >= 0 for p in topic.partitions.values())
+
+
+def _check_co_partitioned(
+    settings: AppSettings, names: tuple[str, ...], md: ClusterMetadata
+) -> None:
     """The level topics must have the main task topic's partition count: a worker that owns
     partition p fetches p of each (a topic made by hand with other counts is refused)."""
-    admin = AdminClient({**settings.librdkafka_config()})
-    md = admin.list_topics(timeout=min(timeout, 10.0))
     counts = {n: len(md.topics[n].partitions) for n in names if n in md.topics}
     if len(set(counts.values())) > 1:
         raise ConfigError(
