@@ -23,7 +23,7 @@ class MemberSettings:
     group_id: str
     session_timeout_ms: int = 10000
     rebalance_timeout_ms: int = 30000
-    heartbeat_interval_ms: int = 1000
+    heartbeat_interval_ms: int = 250  # a new member joins after the others' next heartbeat
     group_instance_id: str | None = None
     assignor: str = "roundrobin"
     request_timeout_ms: int = 10000
