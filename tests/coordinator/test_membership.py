@@ -37,7 +37,7 @@ def test_settings_validation_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="heartbeat_interval_ms"):
         MemberSettings(group_id="g", session_timeout_ms=1000, heartbeat_interval_ms=1000)
     with pytest.raises(ConfigError, match="fence_margin_ms"):
-        MemberSettings(group_id="g", session_timeout_ms=3000, fence_margin_ms=2500)
+        MemberSettings(group_id="g", session_timeout_ms=3000, fence_margin_ms=2800)
     with pytest.raises(ConfigError, match="session_timeout_ms"):
         MemberSettings(group_id="g", session_timeout_ms=-5)
     with pytest.raises(ConfigError, match="rebalance_timeout_ms"):
