@@ -14,17 +14,6 @@ from ringleader.worker.routing import topics
 from ringleader.worker.settings import AppSettings
 
 
-def replication_for(settings: AppSettings, timeout: float = 10.0) -> int:
-    """Three replicas where the cluster has three brokers or more, else one per broker."""
-    config: dict[str, str | int | float | bool] = {**settings.librdkafka_config()}
-    admin = AdminClient(config)
-    return _replication(admin.list_topics(timeout=timeout))
-
-
-def _replication(md: ClusterMetadata) -> int:
-    return max(1, min(3, len(md.brokers)))
-
-
 def ensure_topics(settings: AppSettings, timeout: float = 30.0) -> None:
     """Idempotent: existing topics are left as they are."""
     t = topics(settings.namespace)
@@ -35,7 +24,7 @@ def ensure_topics(settings: AppSettings, timeout: float = 30.0) -> None:
         # The usual start, in a namespace that exists: one metadata read, no client per topic.
         _check_co_partitioned(settings, t.lanes.all(), md)
         return
-    rf = _replication(md)
+    rf = max(1, min(3, len(md.brokers)))  # three replicas once the cluster has three brokers
     sec = settings.security
     # One task topic per priority level, co-partitioned (see worker.lanes).
     for name in t.lanes.all():

@@ -25,7 +25,7 @@ from ringleader.worker.results import CompletionWrite, ResultStore, RetryWrite, 
 
 log = logging.getLogger("ringleader.worker.pool")
 
-_POP_WAIT = 0.2
+POP_WAIT = 0.2  # seconds a thread waits for work before it looks at closing
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
@@ -116,7 +116,7 @@ class HandlerPool(Generic[T]):
     def _loop(self) -> None:
         queue = self._queue
         while not queue.closed:
-            task = queue.pop(self._clock(), _POP_WAIT)
+            task = queue.pop(self._clock(), POP_WAIT)
             if task is None:
                 continue
             try:

@@ -121,7 +121,3 @@ class ReadyQueue:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)

@@ -44,7 +44,7 @@ from ringleader.worker.results import CompletionWrite, RetryWrite, Status
 
 log = logging.getLogger("ringleader.worker")
 
-# How soon a task whose claim lapsed asks again (seconds).
+# How soon a task whose lease or claim lapsed asks again (seconds).
 LEASE_RECHECK = 0.1
 # How soon a task whose run is in progress on another live worker asks again (seconds).
 RUNNING_ELSEWHERE_RECHECK = 1.0

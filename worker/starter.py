@@ -23,22 +23,19 @@ import redis
 from ringleader.worker.book import Claim, Fetched, PartitionBook
 from ringleader.worker.lanes import partition_of
 from ringleader.worker.ledger import Begin, BeginRequest, TaskLedger, Verdict, describe_crashes
-from ringleader.worker.pool import Flusher, RecordWindow
+from ringleader.worker.pool import POP_WAIT, Flusher, RecordWindow
 from ringleader.worker.queues import SchedulingQueue
 from ringleader.worker.ready import Ready, ReadyQueue
-from ringleader.worker.runner import TaskRunner
+from ringleader.worker.runner import LEASE_RECHECK, TaskRunner
 
 log = logging.getLogger("ringleader.worker")
 
 __all__ = ["Starter"]
 
-# How soon a task that found the member's session lease lapsed asks again (seconds).
-LEASE_RECHECK = 0.1
 # How soon a task whose run is in progress in this process already asks again (seconds).
 RUNNING_HERE_RECHECK = 1.0
 # How long a suspect waits for the other runs' records before it runs alone (seconds).
 ISOLATION_FLUSH_TIMEOUT = 10.0
-_POP_WAIT = 0.2
 
 
 class Lease(Protocol):
@@ -92,9 +89,9 @@ class Starter:
     def _loop(self) -> None:
         while not self._queue.closed and not self._ready.closed:
             try:
-                n = self._ready.wanted(_POP_WAIT)
+                n = self._ready.wanted(POP_WAIT)
                 if n:
-                    self.start_tasks(self._queue.pop_many(self._clock(), n, _POP_WAIT))
+                    self.start_tasks(self._queue.pop_many(self._clock(), n, POP_WAIT))
             except Exception:
                 # Task failures are handled where they happen; this is a bug in the runtime.
                 # Keep starting: a task lost here stays pending and is redelivered later.
