@@ -28,6 +28,7 @@ from ringleader.coordinator.messages import (
     RequestFailed,
     Revoke,
     RunAssignment,
+    SendHeartbeat,
     SendSync,
     State,
     SyncResponse,
@@ -46,6 +47,7 @@ PROMPT_SETTLE = 0.05
 # once rather than up to a whole heartbeat interval later.
 MOVING_HEARTBEAT = 0.1
 MOVING_WINDOW = 5.0
+_MIN_REQUEST_TIMEOUT = 0.05
 
 
 class MembershipProtocolError(RingleaderError):
@@ -143,29 +145,47 @@ class MembershipCore:
             self.leader_id = ev.leader
             self.protocol_name = ev.protocol_name
             self._last_contact = ev.sent_at
-            if self.is_leader:
-                self._members = dict(ev.members)
-                if self.member_id not in self._members:
-                    raise MembershipProtocolError("leader's JoinResponse does not list the leader")
-                self.state = State.ASSIGNING
-                self._inflight = Request.ASSIGN
-                out.append(RunAssignment(ev.generation, self.member_id, self._members))
+            self._members = dict(ev.members) if self.is_leader else {}
+            if self.is_leader and self.member_id not in self._members:
+                raise MembershipProtocolError("leader's JoinResponse does not list the leader")
+            if ev.now >= ev.sent_at + self.settings.heartbeat_interval:
+                # The broker held the join (for the other members; Tansu holds every join
+                # for half the session) and restarted our session when it completed, at a
+                # time we cannot know. Without a date the leader's 2PC and the sync would
+                # have only what the hold left of the session (seen: a leader on a loaded
+                # machine fenced itself mid-rebalance). Both brokers answer a heartbeat
+                # between join and sync; its send time is a date the session surely ran from.
+                self.state = State.CONFIRMING
+                out.append(self._heartbeat(ev.now))
             else:
-                self._members = {}
-                self.state = State.AWAITING_SYNC
-                self._inflight = Request.SYNC
-                out.append(self._sync({}))
+                self._after_join(out)
         elif err == ErrorCode.MEMBER_ID_REQUIRED:
             self.member_id = ev.member_id
             self._rejoin(out, ev.now, "member id assigned", backoff=False)
-        elif err == ErrorCode.UNKNOWN_MEMBER_ID:
+        else:
+            self._on_rebalance_error(err, ev.now, out, "JoinGroup")
+
+    def _after_join(self, out: list[Command]) -> None:
+        """Joined: the leader runs the assignment, a follower waits for it in SyncGroup."""
+        if self.is_leader:
+            self.state = State.ASSIGNING
+            self._inflight = Request.ASSIGN
+            out.append(RunAssignment(self.generation, self.member_id, self._members))
+        else:
+            self.state = State.AWAITING_SYNC
+            self._inflight = Request.SYNC
+            out.append(self._sync({}))
+
+    def _on_rebalance_error(self, err: ErrorCode, now: float, out: list[Command], api: str) -> None:
+        """An error answer to a request of the rebalance (join, confirming heartbeat, sync)."""
+        if err == ErrorCode.UNKNOWN_MEMBER_ID:
             self.member_id = ""
-            self._rejoin(out, ev.now, "unknown member id", backoff=False, lost=True)
+            self._rejoin(out, now, "unknown member id", backoff=False, lost=True)
         elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
             lost = err == ErrorCode.ILLEGAL_GENERATION
-            self._rejoin(out, ev.now, err.name.lower(), backoff=False, lost=lost)
+            self._rejoin(out, now, err.name.lower(), backoff=False, lost=lost)
         else:
-            self._on_common_error(err, ev.now, out, "JoinGroup")
+            self._on_common_error(err, now, out, api)
 
     def _on_committed(self, ev: AssignmentCommitted, out: list[Command]) -> None:
         if ev.generation != self.generation:
@@ -188,14 +208,8 @@ class MembershipCore:
             self.state = State.READING_ASSIGNMENT
             self._inflight = Request.READ
             out.append(ReadAssignment(self.generation, self.member_id, ev.assignment))
-        elif err == ErrorCode.UNKNOWN_MEMBER_ID:
-            self.member_id = ""
-            self._rejoin(out, ev.now, "unknown member id", backoff=False, lost=True)
-        elif err in (ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION):
-            lost = err == ErrorCode.ILLEGAL_GENERATION
-            self._rejoin(out, ev.now, err.name.lower(), backoff=False, lost=lost)
         else:
-            self._on_common_error(err, ev.now, out, "SyncGroup")
+            self._on_rebalance_error(err, ev.now, out, "SyncGroup")
 
     def _on_read(self, ev: AssignmentRead, out: list[Command]) -> None:
         if ev.generation != self.generation:
@@ -235,6 +249,13 @@ class MembershipCore:
     def _on_heartbeat(self, ev: HeartbeatResponse, out: list[Command]) -> None:
         err = ev.error
         s = self.settings
+        if self.state == State.CONFIRMING:
+            if err == ErrorCode.NONE:
+                self._last_contact = max(self._last_contact, ev.sent_at)
+                self._after_join(out)
+            else:
+                self._on_rebalance_error(err, ev.now, out, "Heartbeat")
+            return
         if self.state != State.STABLE:
             return  # the member fenced itself while this heartbeat was in flight
         if err == ErrorCode.NONE:
@@ -268,6 +289,8 @@ class MembershipCore:
         elif kind == Request.HEARTBEAT:
             self._coordinator_known = False
             self._wake_at = ev.now + s.retry_backoff
+            if self.state == State.CONFIRMING:
+                self._rejoin(out, ev.now, reason, backoff=True)
         elif kind in (Request.JOIN, Request.SYNC):
             self._coordinator_known = False
             self._rejoin(out, ev.now, reason, backoff=True)
@@ -286,6 +309,15 @@ class MembershipCore:
             self._rejoin(out, now, f"{api}: {err.name}", backoff=True)
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _heartbeat(self, now: float) -> SendHeartbeat:
+        s = self.settings
+        self._inflight = Request.HEARTBEAT
+        timeout = s.request_timeout
+        if self.assigned is not None:
+            # A member holding partitions learns nothing from an answer after its fence.
+            timeout = min(timeout, max(_MIN_REQUEST_TIMEOUT, self.fence_deadline - now))
+        return SendHeartbeat(self.generation, self.member_id, s.group_instance_id, timeout)
 
     def _sync(self, assignments: Mapping[str, bytes]) -> SendSync:
         s = self.settings

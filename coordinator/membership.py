@@ -45,7 +45,6 @@ from ringleader.coordinator.messages import (
     Request,
     Resume,
     Revoke,
-    SendHeartbeat,
     SendJoin,
     SendLeave,
     Start,
@@ -61,8 +60,6 @@ __all__ = [
     "Membership",
     "MembershipProtocolError",
 ]
-
-_MIN_REQUEST_TIMEOUT = 0.05
 
 
 class Membership(MembershipCore):
@@ -266,8 +263,4 @@ class Membership(MembershipCore):
                 )
             )
         elif self.state == State.STABLE and now >= self._next_heartbeat:
-            self._inflight = Request.HEARTBEAT
-            timeout = s.request_timeout
-            if self.assigned is not None:
-                timeout = min(timeout, max(_MIN_REQUEST_TIMEOUT, self.fence_deadline - now))
-            out.append(SendHeartbeat(self.generation, self.member_id, s.group_instance_id, timeout))
+            out.append(self._heartbeat(now))

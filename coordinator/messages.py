@@ -19,6 +19,7 @@ class State(enum.Enum):
     UNJOINED = "unjoined"  # not started
     FINDING_COORDINATOR = "finding-coordinator"  # no membership; locating the coordinator
     JOINING = "joining"  # JoinGroup pending or in flight
+    CONFIRMING = "confirming"  # joined after a held JoinGroup; a heartbeat dates the session
     ASSIGNING = "assigning"  # leader: running the assignor and the 2PC commit
     AWAITING_SYNC = "awaiting-sync"  # SyncGroup in flight
     READING_ASSIGNMENT = "reading-assignment"  # reading the committed assignment log
